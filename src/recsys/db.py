@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from recsys.contracts import CONTRACTS, metadata
@@ -94,34 +94,33 @@ def check_tables(engine: Engine, tables: Iterable[str]) -> None:
             raise SourceError(f"source_db: table {name!r} lacks column(s) {', '.join(missing)}")
 
 
-def upsert_rows(engine: Engine, table: str, rows: list[Mapping[str, Any]], batch: int = 5000) -> int:
-    """Insert or replace ``rows`` by primary key, in batches; returns the number written."""
+def upsert_rows(conn: Connection, table: str, rows: list[Mapping[str, Any]], batch: int = 5000) -> int:
+    """Insert or replace ``rows`` by primary key, in batches, inside the caller's transaction."""
     if not rows:
         return 0
     tbl = CONTRACTS[table].table
     pk = CONTRACTS[table].primary_key
-    dialect = engine.dialect.name
+    dialect = conn.dialect.name
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         insert = None
-    try:
-        with engine.begin() as conn:
-            for start in range(0, len(rows), batch):
-                chunk = rows[start : start + batch]
-                if insert is None:
-                    ids = [r[pk] for r in chunk]
-                    conn.execute(tbl.delete().where(tbl.c[pk].in_(ids)))
-                    conn.execute(tbl.insert(), chunk)
-                    continue
-                stmt = insert(tbl)
-                update_cols = {c.name: stmt.excluded[c.name] for c in tbl.columns if c.name != pk}
-                conn.execute(stmt.on_conflict_do_update(index_elements=[pk], set_=update_cols), chunk)
-    except SQLAlchemyError as e:
-        raise SourceError(f"source_db: writing {table} failed: {_first_line(e)}") from e
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        if insert is None:  # portable fallback (e.g. MySQL): delete then insert
+            conn.execute(tbl.delete().where(tbl.c[pk].in_([r[pk] for r in chunk])))
+            conn.execute(tbl.insert(), chunk)
+            continue
+        stmt = insert(tbl)
+        update_cols = {c.name: stmt.excluded[c.name] for c in tbl.columns if c.name != pk}
+        conn.execute(stmt.on_conflict_do_update(index_elements=[pk], set_=update_cols), chunk)
     return len(rows)
+
+
+def write_error(e: SQLAlchemyError) -> SourceError:
+    return SourceError(f"source_db: writing failed: {_first_line(e)}")
 
 
 def _first_line(e: Exception) -> str:

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
         "ghcr.io/recsys-project/recsys-python:0.1.0",
         description="container image of the KFP components (holds the installed project)",
     )
+    keep_local_runs: int = Field(5, ge=1, description="kfp.local runs whose artifacts are kept")
     cdc: CdcConfig = CdcConfig()
     cleaning: CleaningConfig = CleaningConfig()
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from sample_data import T0, small_source_frames
 
 from recsys.cdc import lake as lake_mod
 from recsys.cdc.extract import extract_load
@@ -19,56 +20,14 @@ from recsys.data.loader import write_tables
 from recsys.db import create_engine
 from recsys.errors import ConfigError, PipelineError, SourceError
 
-T0 = datetime(2026, 3, 1, 8, 0, 0)
 NOW = datetime(2026, 3, 5)
 TABLES = ["users", "items", "orders", "events"]
-
-
-def _source_frames() -> dict[str, pd.DataFrame]:
-    users = pd.DataFrame(
-        {
-            "user_id": [f"u{i}" for i in range(5)],
-            "industry": ["retail"] * 5,
-            "region": ["eu"] * 5,
-            "created_at": [T0] * 5,
-            "updated_at": [T0] * 5,
-        }
-    )
-    items_df = pd.DataFrame(
-        {
-            "item_id": [f"i{i}" for i in range(6)],
-            "title": [f"item {i}" for i in range(6)],
-            "description": ["d"] * 6,
-            "category": ["c1", "c2"] * 3,
-            "industry": ["retail"] * 6,
-            "tags": ["a|b"] * 6,
-            "price": [10.0 + i for i in range(6)],
-            "status": ["active"] * 6,
-            "created_at": [T0 + timedelta(days=i % 3) for i in range(6)],
-            "updated_at": [T0 + timedelta(days=i % 3) for i in range(6)],
-        }
-    )
-    ts = [T0 + timedelta(hours=7 * i) for i in range(12)]
-    events_df = pd.DataFrame(
-        {
-            "event_id": [f"e{i:03d}" for i in range(12)],
-            "user_id": [f"u{i % 5}" for i in range(12)],
-            "item_id": [f"i{i % 6}" for i in range(12)],
-            "event_type": ["impression", "click"] * 6,
-            "ts": ts,
-            "request_id": [f"r{i // 2}" for i in range(12)],
-            "position": [i % 2 for i in range(12)],
-            "source": ["app"] * 12,
-            "updated_at": ts,
-        }
-    )
-    return {"users": users, "items": items_df, "events": events_df}
 
 
 @pytest.fixture
 def source(source_url: str) -> sa.Engine:
     engine = create_engine(source_url, create_dirs=True)
-    write_tables(engine, _source_frames())
+    write_tables(engine, small_source_frames())
     yield engine
     engine.dispose()
 
@@ -175,7 +134,7 @@ def test_failed_write_leaves_the_old_partition_and_watermark(
 
 def test_missing_table_is_named(source_url: str, tmp_path: Path) -> None:
     engine = create_engine(source_url, create_dirs=True)
-    write_tables(engine, {"users": _source_frames()["users"]})
+    write_tables(engine, {"users": small_source_frames()["users"]})
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE events"))
     with pytest.raises(SourceError, match="table 'events' is missing"):

@@ -1,0 +1,31 @@
+"""KFP v2 components: thin ``@dsl.component`` shells over ``recsys.steps``.
+
+The functions are plain; ``build_components(image)`` decorates them with the project image as
+``base_image`` so the image comes from configuration, not from import-time state. The image
+holds the installed project, so nothing is pip-installed at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kfp import dsl
+
+from components.clean import clean
+from components.extract_load import extract_load
+
+STEP_FUNCTIONS = {"extract_load": extract_load, "clean": clean}
+
+
+@dataclass(frozen=True)
+class Components:
+    extract_load: Any
+    clean: Any
+
+
+def build_components(image: str) -> Components:
+    def make(func: Any) -> Any:
+        return dsl.component(base_image=image, install_kfp_package=False)(func)
+
+    return Components(**{name: make(func) for name, func in STEP_FUNCTIONS.items()})

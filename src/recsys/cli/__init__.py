@@ -1,0 +1,56 @@
+"""The ``recsys`` command line. Errors end as one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from recsys.cli import data as data_cli
+from recsys.cli import pipeline as pipeline_cli
+from recsys.errors import RecsysError
+
+app = typer.Typer(
+    name="recsys",
+    help="Kubernetes-native production recommender: offline pipeline, data and serving tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cli.app, name="data")
+app.add_typer(pipeline_cli.app, name="pipeline")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML settings file (default: $RECSYS_CONFIG or config/recsys.yaml)."),
+    ] = None,
+) -> None:
+    ctx.obj = {"config": config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="recsys", standalone_mode=False)
+    except RecsysError as e:
+        print(f"recsys: error: {e}", file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        print("recsys: aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""End to end through the CLI: generate -> pipeline run --local (kfp.local) -> incremental runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from recsys.contracts import items
+from recsys.db import create_engine
+
+pytestmark = pytest.mark.slow
+
+
+def recsys(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recsys", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def run_json(data_dir: Path) -> dict:
+    proc = recsys("pipeline", "run", "--local", "--json", "--data-dir", str(data_dir), cwd=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout  # --json: one object, nothing else on stdout
+    return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("e2e")
+    proc = recsys(
+        "data", "generate", "--users", "150", "--items", "80", "--days", "5", "--seed", "7",
+        "--data-dir", str(d), cwd=d,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return d
+
+
+def test_generate_run_rerun_and_update(data_dir: Path) -> None:
+    engine = create_engine(f"sqlite:///{data_dir / 'source.db'}")
+    with engine.connect() as conn:
+        source_rows = {
+            t: conn.execute(sa.text(f"select count(*) from {t}")).scalar_one()
+            for t in ("users", "items", "orders", "events")
+        }
+
+    first = run_json(data_dir)
+    assert first["status"] == "succeeded"
+    assert first["extracted"]["tables"] == source_rows
+    assert set(first["steps"]) == {"extract_load", "clean"}
+    cleaned = first["cleaned"]
+    assert cleaned["kept"] + cleaned["dropped"] == cleaned["input"] == sum(source_rows.values())
+    assert cleaned["dropped"] > 0 and cleaned["fixed"] > 0  # the generator's dirty rows
+    out = Path(cleaned["output"])
+    parts = sorted(out.glob("events/dt=*/part-0.parquet"))
+    assert len(parts) >= 5
+    assert sum(pq.read_table(p).num_rows for p in out.glob("*/dt=*/part-0.parquet")) == cleaned["kept"]
+    run_metrics = json.loads(Path(first["artifacts"]["run_metrics"]).read_text())
+    assert run_metrics["tables"]["events"]["watermark_lag_seconds"] is not None
+    report = json.loads(Path(first["artifacts"]["cleaning_report"]).read_text())
+    assert report["totals"]["kept"] == cleaned["kept"]
+
+    second = run_json(data_dir)
+    assert second["extracted"]["rows"] == 0
+
+    with engine.begin() as conn:
+        ids = conn.execute(sa.select(items.c.item_id).order_by(items.c.item_id).limit(3)).scalars().all()
+        conn.execute(
+            items.update()
+            .where(items.c.item_id.in_(ids))
+            .values(title="renamed", updated_at=datetime(2030, 1, 1))
+        )
+    engine.dispose()
+    third = run_json(data_dir)
+    assert third["extracted"]["rows"] == 3
+    assert third["extracted"]["tables"]["items"] == 3
+
+
+def test_human_output_has_a_line_per_step(data_dir: Path) -> None:
+    proc = recsys("pipeline", "run", "--local", "--data-dir", str(data_dir), cwd=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    assert [line.split()[1] for line in progress] == ["extract_load", "clean"]
+    assert "0 rows extracted" in progress[0]
+    assert "succeeded" in proc.stdout and "extracted: 0 rows" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source-db", "oracle://scott@db/x"], "source_db: unsupported URL scheme 'oracle'"),
+        (["--source-db", "sqlite:///{d}/empty.db"], "table 'users' is missing"),
+        (["--window-start", "yesterday"], "--window-start: 'yesterday' is not an ISO 8601 timestamp"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str], message: str) -> None:
+    if "empty.db" in args[-1]:
+        create_engine(f"sqlite:///{tmp_path}/empty.db", create_dirs=True).connect().close()
+    args = [a.replace("{d}", str(tmp_path)) for a in args]
+    proc = recsys("pipeline", "run", "--local", "--data-dir", str(tmp_path), *args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("recsys: error: ")
+    assert message in proc.stderr
