@@ -36,4 +36,11 @@ if ! port_open 6379; then
   for _ in $(seq 1 30); do port_open 6379 && break; sleep 0.5; done
 fi
 port_open 6379 && echo "redis: up on 127.0.0.1:6379" || echo "redis: NOT running (its tests will skip)"
+
+# Prometheus Pushgateway: installed only; its test starts a private instance on a free port
+if [ ! -x /usr/bin/prometheus-pushgateway ]; then
+  apt_install prometheus-pushgateway
+fi
+[ -x /usr/bin/prometheus-pushgateway ] && echo "pushgateway: installed (tests start their own)" \
+  || echo "pushgateway: NOT installed (its tests will skip)"
 exit 0
