@@ -42,3 +42,19 @@ class PipelineError(RecsysError):
     """A pipeline step failed."""
 
     status = 500
+
+
+class QualityGateFailed(PipelineError):
+    """The data quality score is below the threshold: the pipeline stops before training."""
+
+    status = 422
+
+
+class StoreError(RecsysError):
+    """The online store failed or lacks what was asked (unknown version, corrupt value)."""
+
+    status = 503
+
+
+class StoreUnavailable(StoreError):
+    """The online store cannot be reached (refused, timed out); callers may fall back."""
