@@ -14,14 +14,26 @@ from kfp import dsl
 
 from components.clean import clean
 from components.extract_load import extract_load
+from components.features import features
+from components.quality_gate import quality_gate
+from components.sync_store import sync_store
 
-STEP_FUNCTIONS = {"extract_load": extract_load, "clean": clean}
+STEP_FUNCTIONS = {
+    "extract_load": extract_load,
+    "clean": clean,
+    "features": features,
+    "quality_gate": quality_gate,
+    "sync_store": sync_store,
+}
 
 
 @dataclass(frozen=True)
 class Components:
     extract_load: Any
     clean: Any
+    features: Any
+    quality_gate: Any
+    sync_store: Any
 
 
 def build_components(image: str) -> Components:

@@ -18,7 +18,7 @@ def clean(
     from pathlib import Path
 
     from recsys.cleaning.config import CleaningConfig
-    from recsys.steps import clean_step, step_guard
+    from recsys.steps import clean_step, emit_result, step_guard
 
     with step_guard():
         result = clean_step(
@@ -28,6 +28,7 @@ def clean(
             cleaned_dir=Path(cleaned.path),
             report_json=Path(report.path),
         )
+    emit_result("clean", result)
     for key, value in result["totals"].items():
         metrics.log_metric(f"rows_{key}", value)
     print(f"clean: {result['totals']}", flush=True)

@@ -24,7 +24,7 @@ def extract_load(
     import os
     from pathlib import Path
 
-    from recsys.steps import extract_step, new_run_id, parse_time, step_guard, utc_now
+    from recsys.steps import emit_result, extract_step, new_run_id, parse_time, step_guard, utc_now
 
     with step_guard():
         now = parse_time(run_time, "run_time") or utc_now()
@@ -39,6 +39,7 @@ def extract_load(
             raw_manifest=Path(raw.path),
             metrics_json=Path(run_metrics.path),
         )
+    emit_result("extract_load", result)
     metrics.log_metric("rows_extracted", result["rows_extracted"])
     for name, table in result["tables"].items():
         metrics.log_metric(f"{name}_rows_extracted", table["rows_extracted"])

@@ -1,8 +1,9 @@
-"""Run the training pipeline on this machine with ``kfp.local`` (no cluster).
+"""Run the pipelines on this machine with ``kfp.local`` (no cluster).
 
 Components run as subprocesses in the current environment (``SubprocessRunner(use_venv=False)``).
 kfp.local's own chatter and the components' output go to ``<data_dir>/runs/<run_id>/pipeline.log``;
-the caller gets one progress line per step and the summary.
+the caller gets one progress line per step (from the ``recsys-result:`` line each component
+prints) and the summary.
 """
 
 from __future__ import annotations
@@ -16,31 +17,43 @@ import time
 import warnings
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kfp import local
 
-from pipelines.training import build_training_pipeline
-from recsys.db import check_tables, create_engine, redact
+from pipelines.summary import step_detail, training_summary
+from pipelines.training import build_sync_pipeline, build_training_pipeline
+from recsys.db import check_tables, create_engine
 from recsys.errors import PipelineError
+from recsys.features.registry import load_registry
+from recsys.quality import load_quality_config
 from recsys.settings import Settings
-from recsys.steps import ERROR_PREFIX, new_run_id, run_record_path, utc_now
+from recsys.steps import ERROR_PREFIX, RESULT_PREFIX, new_run_id, utc_now
+from recsys.steps.sync import latest_bundle
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
-STEP_NAMES = {"extract-load": "extract_load", "clean": "clean"}
+Progress = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class _StepWatcher(io.TextIOBase):
-    """Stands in for stdout during the run: logs everything, reports step starts and ends."""
+    """Stands in for stdout during the run: logs everything, reports steps as they end."""
 
-    def __init__(self, log: io.TextIOBase, on_step: Callable[[str, str, float], None]) -> None:
+    def __init__(self, log: io.TextIOBase, progress: Progress) -> None:
         self._log = log
-        self._on_step = on_step
+        self._progress = progress
         self._started: dict[str, float] = {}
         self._buffer = ""
         self.failures: list[str] = []
+        self.results: dict[str, dict[str, Any]] = {}
+        self.steps: dict[str, dict[str, Any]] = {}
 
     def write(self, text: str) -> int:
         self._log.write(text)
@@ -56,24 +69,51 @@ class _StepWatcher(io.TextIOBase):
     def _scan(self, line: str) -> None:
         if ERROR_PREFIX in line:
             self.failures.append(line.split(ERROR_PREFIX, 1)[1].strip())
-        if m := STARTED.search(line):
+        elif RESULT_PREFIX in line:
+            payload = json.loads(line.split(RESULT_PREFIX, 1)[1])
+            self.results[payload["step"]] = payload["result"]
+        elif m := STARTED.search(line):
             self._started[m.group(1)] = time.perf_counter()
         elif m := FINISHED.search(line):
-            task, status = m.group(1), m.group(2)
+            task, status = m.group(1), m.group(2).lower()
+            step = task.replace("-", "_")
             seconds = time.perf_counter() - self._started.get(task, time.perf_counter())
-            self._on_step(STEP_NAMES.get(task, task), status.lower(), seconds)
+            self.steps[step] = {"status": status, "seconds": round(seconds, 2)}
+            mark = "ok" if status == "success" else "FAILED"
+            detail = step_detail(step, self.results.get(step)) if status == "success" else ""
+            self._progress(f"[{len(self.steps)}] {step:<13} {mark:<6} {seconds:6.1f}s  {detail}".rstrip())
 
 
-def _step_detail(step: str, record: dict[str, Any] | None) -> str:
-    if not record:
-        return ""
-    if step == "extract_load":
-        per_table = ", ".join(f"{t} {v['rows_extracted']}" for t, v in record["tables"].items())
-        return f"{record['rows_extracted']} rows extracted ({per_table})"
-    if step == "clean":
-        t = record["totals"]
-        return f"{t['kept']} kept, {t['fixed']} fixed, {t['dropped']} dropped"
-    return ""
+def _execute(
+    pipeline: Any, arguments: dict[str, Any], data_dir: Path, run_dir: Path, progress: Progress
+) -> _StepWatcher:
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(data_dir / "kfp"),
+        raise_on_error=True,
+    )
+    log_path = run_dir / "pipeline.log"
+    with log_path.open("w") as log:
+        watcher = _StepWatcher(log, progress)
+        real_stdout, sys.stdout = sys.stdout, watcher
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pipeline(**arguments)
+        except RuntimeError as e:
+            reason = watcher.failures[-1] if watcher.failures else str(e)
+            raise PipelineError(f"pipeline run {run_dir.name} failed: {reason} (log: {log_path})") from e
+        finally:
+            sys.stdout = real_stdout
+    return watcher
+
+
+def _new_run(data_dir: Path) -> tuple[str, datetime, Path]:
+    now = utc_now()
+    run_id = new_run_id(now)
+    run_dir = data_dir / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_id, now, run_dir
 
 
 def run_local(
@@ -81,92 +121,89 @@ def run_local(
     *,
     window_start: datetime | None = None,
     window_end: datetime | None = None,
-    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    progress: Progress = _stderr,
 ) -> dict[str, Any]:
-    """Run the pipeline end to end and return the run summary; raise PipelineError on failure."""
+    """Run the training pipeline; raise PipelineError on failure.
+
+    A run stopped by the quality gate returns its summary with status ``stopped_at_quality_gate``.
+    """
     data_dir = settings.data_dir.resolve()
-    source_db = settings.source_db_url
     # fail fast, in-process, with one readable line, before any subprocess starts
-    engine = create_engine(source_db)
+    engine = create_engine(settings.source_db_url)
     try:
         check_tables(engine, settings.cdc.tables)
     finally:
         engine.dispose()
+    load_registry(settings.feature_registry)  # fail fast on a bad registry
+    load_quality_config(settings.quality_config)  # ... and on bad quality checks
 
-    now = utc_now()
-    run_id = new_run_id(now)
-    run_dir = data_dir / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    records: dict[str, Any] = {}
-    steps: dict[str, dict[str, Any]] = {}
-
-    def on_step(step: str, status: str, seconds: float) -> None:
-        path = run_record_path(data_dir, run_id, step)
-        record = json.loads(path.read_text()) if path.exists() and status == "success" else None
-        records[step] = record
-        steps[step] = {"status": status, "seconds": round(seconds, 2)}
-        mark = "ok" if status == "success" else "FAILED"
-        progress(f"[{len(steps)}] {step:<13} {mark:<6} {seconds:6.1f}s  {_step_detail(step, record)}")
-
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(data_dir / "kfp"),
-        raise_on_error=True,
-    )
-    pipeline = build_training_pipeline(settings.image)
-    log_path = run_dir / "pipeline.log"
+    run_id, now, run_dir = _new_run(data_dir)
     started = time.perf_counter()
-    failure: str | None = None
-    with log_path.open("w") as log:
-        watcher = _StepWatcher(log, on_step)
-        real_stdout = sys.stdout
-        sys.stdout = watcher
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pipeline(
-                    source_db=source_db,
-                    data_dir=str(data_dir),
-                    tables=json.dumps(settings.cdc.tables),
-                    run_id=run_id,
-                    run_time=now.isoformat(),
-                    window_start=window_start.isoformat() if window_start else "",
-                    window_end=window_end.isoformat() if window_end else "",
-                    cleaning_config=settings.cleaning.model_dump_json(),
-                )
-        except RuntimeError as e:
-            failure = watcher.failures[-1] if watcher.failures else str(e)
-        finally:
-            sys.stdout = real_stdout
-    if failure is not None:
-        raise PipelineError(f"pipeline run {run_id} failed: {failure} (log: {log_path})")
+    watcher = _execute(
+        build_training_pipeline(settings.image),
+        {
+            "source_db": settings.source_db_url,
+            "data_dir": str(data_dir),
+            "tables": json.dumps(settings.cdc.tables),
+            "run_id": run_id,
+            "run_time": now.isoformat(),
+            "window_start": window_start.isoformat() if window_start else "",
+            "window_end": window_end.isoformat() if window_end else "",
+            "cleaning_config": settings.cleaning.model_dump_json(),
+            "feature_registry": json.dumps(_yaml_dict(settings.feature_registry)),
+            "quality_config": json.dumps(_yaml_dict(settings.quality_config)),
+            "pushgateway_url": settings.pushgateway_url or "",
+            "store_url": settings.online_store_url,
+            "fallback_url": settings.online_store_fallback_url or "",
+        },
+        data_dir,
+        run_dir,
+        progress,
+    )
+    summary = training_summary(
+        run_id, settings, watcher.results, watcher.steps, run_dir, round(time.perf_counter() - started, 2)
+    )
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _prune_local_outputs(data_dir / "kfp", settings.keep_local_runs)
+    gate = watcher.results.get("quality_gate") or {}
+    if gate and not gate["passed"]:
+        progress(f"[{len(watcher.steps) + 1}] sync_store    skipped (quality gate)")
+    return summary
 
-    extract, clean = records.get("extract_load") or {}, records.get("clean") or {}
+
+def run_sync_local(settings: Settings, *, progress: Progress = _stderr) -> dict[str, Any]:
+    """Re-publish the latest bundle to the online store through the ``recsys-sync`` pipeline."""
+    data_dir = settings.data_dir.resolve()
+    bundle = latest_bundle(data_dir)
+    run_id, _, run_dir = _new_run(data_dir)
+    started = time.perf_counter()
+    watcher = _execute(
+        build_sync_pipeline(settings.image),
+        {
+            "bundle_features_uri": str(bundle / "features"),
+            "data_dir": str(data_dir),
+            "store_url": settings.online_store_url,
+            "fallback_url": settings.online_store_fallback_url or "",
+        },
+        data_dir,
+        run_dir,
+        progress,
+    )
     summary = {
         "run_id": run_id,
         "status": "succeeded",
-        "source_db": redact(source_db),
-        "data_dir": str(data_dir),
+        "mode": "sync-only",
         "duration_seconds": round(time.perf_counter() - started, 2),
-        "steps": steps,
-        "extracted": {
-            "rows": extract.get("rows_extracted", 0),
-            "tables": {t: v["rows_extracted"] for t, v in extract.get("tables", {}).items()},
-        },
-        "cleaned": {
-            **clean.get("totals", {}),
-            "tables": {t: {k: v[k] for k in ("input", "kept")} for t, v in clean.get("tables", {}).items()},
-            "output": clean.get("cleaned_dir"),
-        },
-        "artifacts": {
-            "run_metrics": extract.get("metrics_json"),
-            "cleaning_report": clean.get("report_json"),
-            "log": str(log_path),
-        },
+        "steps": watcher.steps,
+        "synced": watcher.results.get("sync_store"),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _prune_local_outputs(data_dir / "kfp", settings.keep_local_runs)
     return summary
+
+
+def _yaml_dict(path: Path) -> dict[str, Any]:
+    """A config file as the JSON parameter a component validates again (both were checked here)."""
+    return yaml.safe_load(path.read_text())
 
 
 def _prune_local_outputs(pipeline_root: Path, keep: int) -> None:

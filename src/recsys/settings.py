@@ -16,7 +16,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from recsys.cleaning.config import CleaningConfig
 from recsys.errors import ConfigError
 
-DEFAULT_CONFIG = Path("config/recsys.yaml")
+# where config/ sits in a source checkout or an image that copies the tree (editable install)
+SOURCE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+def config_dir() -> Path:
+    """``$RECSYS_CONFIG_DIR``, else ``./config``, else the checkout's ``config/``."""
+    if env := os.environ.get("RECSYS_CONFIG_DIR"):
+        return Path(env)
+    local = Path("config")
+    return local if (local / "recsys.yaml").exists() else SOURCE_CONFIG_DIR
 
 
 class CdcConfig(BaseModel):
@@ -27,9 +36,7 @@ class CdcConfig(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="RECSYS_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="forbid")
 
     data_dir: Path = Field(Path("data"), description="working directory of the pipeline")
     source_db: str | None = Field(None, description="SQLAlchemy URL; default sqlite in data_dir")
@@ -37,13 +44,34 @@ class Settings(BaseSettings):
         "ghcr.io/recsys-project/recsys-python:0.1.0",
         description="container image of the KFP components (holds the installed project)",
     )
+    online_store: str | None = Field(
+        None, description="redis://host:6379/0 or sqlite:///path; default sqlite in data_dir"
+    )
+    online_store_fallback: str | None = Field(
+        None, description="SQLite store used when Redis is down; default sqlite in data_dir for redis"
+    )
+    quality_config: Path = Field(Path("quality.yaml"), description="data quality checks")
+    feature_registry: Path = Field(Path("features.yaml"), description="feature registry")
+    pushgateway_url: str | None = Field(None, description="push quality metrics here when set")
     keep_local_runs: int = Field(5, ge=1, description="kfp.local runs whose artifacts are kept")
     cdc: CdcConfig = CdcConfig()
     cleaning: CleaningConfig = CleaningConfig()
 
     @property
     def source_db_url(self) -> str:
-        return self.source_db or f"sqlite:///{(self.data_dir / 'source.db').as_posix()}"
+        return self.source_db or f"sqlite:///{(self.data_dir.resolve() / 'source.db').as_posix()}"
+
+    @property
+    def online_store_url(self) -> str:
+        return self.online_store or f"sqlite:///{(self.data_dir.resolve() / 'online_store.db').as_posix()}"
+
+    @property
+    def online_store_fallback_url(self) -> str | None:
+        if self.online_store_fallback:
+            return self.online_store_fallback
+        if self.online_store_url.startswith(("redis://", "rediss://")):
+            return f"sqlite:///{(self.data_dir.resolve() / 'online_store.db').as_posix()}"
+        return None
 
     @property
     def lake_dir(self) -> Path:
@@ -74,7 +102,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; ``overrides`` (CLI flags) win, ``None`` values are ignored."""
-    path = config_file or Path(os.environ.get("RECSYS_CONFIG", DEFAULT_CONFIG))
+    path = config_file or Path(os.environ.get("RECSYS_CONFIG") or config_dir() / "recsys.yaml")
     if config_file is not None and not path.exists():
         raise ConfigError(f"config: {path} does not exist")
     yaml_data = _read_yaml(path) if path.exists() else {}
@@ -91,10 +119,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return init_settings, env_settings, _YamlSource(settings_cls, yaml_data)
 
+    if overrides.get("pushgateway_url") is None and os.environ.get("PUSHGATEWAY_URL"):
+        overrides["pushgateway_url"] = os.environ["PUSHGATEWAY_URL"]  # the conventional name
     try:
         built = _Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"config: {field}: {err['msg']} (from {path}, RECSYS_* or flags)") from e
-    return Settings.model_validate(built.model_dump())
+    settings = Settings.model_validate(built.model_dump())
+    # relative file settings are relative to the directory of the settings file
+    base = path.parent if path.exists() else config_dir()
+    for name in ("quality_config", "feature_registry"):
+        value: Path = getattr(settings, name)
+        if not value.is_absolute():
+            setattr(settings, name, base / value)
+    return settings

@@ -36,8 +36,19 @@ def run_json(data_dir: Path) -> dict:
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("e2e")
     proc = recsys(
-        "data", "generate", "--users", "150", "--items", "80", "--days", "5", "--seed", "7",
-        "--data-dir", str(d), cwd=d,
+        "data",
+        "generate",
+        "--users",
+        "150",
+        "--items",
+        "80",
+        "--days",
+        "5",
+        "--seed",
+        "7",
+        "--data-dir",
+        str(d),
+        cwd=d,
     )
     assert proc.returncode == 0, proc.stderr
     return d
@@ -54,7 +65,7 @@ def test_generate_run_rerun_and_update(data_dir: Path) -> None:
     first = run_json(data_dir)
     assert first["status"] == "succeeded"
     assert first["extracted"]["tables"] == source_rows
-    assert set(first["steps"]) == {"extract_load", "clean"}
+    assert set(first["steps"]) == {"extract_load", "clean", "features", "quality_gate", "sync_store"}
     cleaned = first["cleaned"]
     assert cleaned["kept"] + cleaned["dropped"] == cleaned["input"] == sum(source_rows.values())
     assert cleaned["dropped"] > 0 and cleaned["fixed"] > 0  # the generator's dirty rows
@@ -66,6 +77,11 @@ def test_generate_run_rerun_and_update(data_dir: Path) -> None:
     assert run_metrics["tables"]["events"]["watermark_lag_seconds"] is not None
     report = json.loads(Path(first["artifacts"]["cleaning_report"]).read_text())
     assert report["totals"]["kept"] == cleaned["kept"]
+    assert first["features"]["ranker_features"] >= 70
+    assert first["quality"]["passed"] and first["quality"]["score"] >= 97
+    assert Path(first["quality"]["report_html"]).exists()
+    assert first["synced"]["version"] == first["run_id"]
+    assert first["synced"]["active_version"] == first["run_id"]
 
     second = run_json(data_dir)
     assert second["extracted"]["rows"] == 0
@@ -87,7 +103,8 @@ def test_human_output_has_a_line_per_step(data_dir: Path) -> None:
     proc = recsys("pipeline", "run", "--local", "--data-dir", str(data_dir), cwd=data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
-    assert [line.split()[1] for line in progress] == ["extract_load", "clean"]
+    steps = ["extract_load", "clean", "features", "quality_gate", "sync_store"]
+    assert [line.split()[1] for line in progress] == steps
     assert "0 rows extracted" in progress[0]
     assert "succeeded" in proc.stdout and "extracted: 0 rows" in proc.stdout
 
@@ -108,3 +125,41 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, args: list[str], mes
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("recsys: error: ")
     assert message in proc.stderr
+
+
+def test_sync_only_republishes_without_recomputing(data_dir: Path) -> None:
+    proc = recsys(
+        "pipeline", "run", "--local", "--sync-only", "--json", "--data-dir", str(data_dir), cwd=data_dir
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert set(result["steps"]) == {"importer", "sync_store"}  # no extract/clean/features
+    latest = json.loads((data_dir / "bundles" / "LATEST.json").read_text())
+    assert result["synced"]["version"] == latest["version"]
+
+
+def test_corrupted_prices_stop_at_the_quality_gate(data_dir: Path) -> None:
+    status = recsys("store", "status", "--json", "--data-dir", str(data_dir), cwd=data_dir)
+    active_before = json.loads(status.stdout)["active_version"]
+    engine = create_engine(f"sqlite:///{data_dir / 'source.db'}")
+    with engine.begin() as conn:
+        ids = conn.execute(sa.select(items.c.item_id).order_by(items.c.item_id)).scalars().all()
+        nulled = ids[::3]  # a third of the catalogue
+        conn.execute(
+            items.update()
+            .where(items.c.item_id.in_(nulled))
+            .values(price=None, updated_at=datetime(2030, 1, 2))
+        )
+    engine.dispose()
+    proc = recsys("pipeline", "run", "--local", "--json", "--data-dir", str(data_dir), cwd=data_dir)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "stopped_at_quality_gate"
+    assert "sync_store" not in summary["steps"]
+    failing = [c["name"] for c in summary["quality"]["failing"]]
+    assert "items.price null_rate" in failing
+    assert "stopped at the quality gate" in proc.stderr and "items.price null_rate" in proc.stderr
+    html = Path(summary["quality"]["report_html"]).read_text()
+    assert "FAIL" in html and "items.price null_rate" in html
+    status = recsys("store", "status", "--json", "--data-dir", str(data_dir), cwd=data_dir)
+    assert json.loads(status.stdout)["active_version"] == active_before  # nothing was published

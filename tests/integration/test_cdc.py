@@ -43,7 +43,10 @@ def _lake_bytes(lake: Path) -> dict[str, bytes]:
 def test_first_run_extracts_everything_into_date_partitions(source: sa.Engine, tmp_path: Path) -> None:
     result = _run(source, tmp_path / "lake", "r1")
     assert {t: s.rows_extracted for t, s in result.tables.items()} == {
-        "users": 5, "items": 6, "orders": 0, "events": 12,
+        "users": 5,
+        "items": 6,
+        "orders": 0,
+        "events": 12,
     }
     parts = sorted((tmp_path / "lake/raw/events").glob("dt=*"))
     assert [p.name for p in parts] == ["dt=2026-03-01", "dt=2026-03-02", "dt=2026-03-03", "dt=2026-03-04"]
@@ -92,8 +95,13 @@ def test_late_row_with_the_watermark_timestamp_is_not_missed(source: sa.Engine, 
     with source.begin() as conn:
         conn.execute(
             events.insert().values(
-                event_id="e999", user_id="u1", item_id="i1", event_type="click", ts=mark,
-                source="app", updated_at=mark,
+                event_id="e999",
+                user_id="u1",
+                item_id="i1",
+                event_type="click",
+                ts=mark,
+                source="app",
+                updated_at=mark,
             )
         )
     result = _run(source, lake, "r2")

@@ -22,8 +22,16 @@ def test_compiled_ir_has_the_dag_and_the_project_image(tmp_path: Path) -> None:
     ir = yaml.safe_load(path.read_text())
     assert ir["pipelineInfo"]["name"] == "recsys-training"
     tasks = ir["root"]["dag"]["tasks"]
-    assert set(tasks) == {"extract-load", "clean"}
+    assert set(tasks) == {"extract-load", "clean", "features", "quality-gate", "condition-1"}
     assert tasks["clean"]["dependentTasks"] == ["extract-load"]
+    assert tasks["features"]["dependentTasks"] == ["clean"]
+    assert sorted(tasks["quality-gate"]["dependentTasks"]) == ["clean", "features"]
+    # the gate: sync_store runs only inside the condition on the gate's verdict
+    gate = tasks["condition-1"]
+    assert gate["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--quality-gate-Output'] == true"
+    )
+    assert list(ir["components"]["comp-condition-1"]["dag"]["tasks"]) == ["sync-store"]
     raw_in = tasks["clean"]["inputs"]["artifacts"]["raw"]["taskOutputArtifact"]
     assert raw_in == {"outputArtifactKey": "raw", "producerTask": "extract-load"}
     executors = ir["deploymentSpec"]["executors"]
@@ -34,6 +42,7 @@ def test_compiled_ir_has_the_dag_and_the_project_image(tmp_path: Path) -> None:
         assert "pip install" not in " ".join(container["command"])
     params = ir["root"]["inputDefinitions"]["parameters"]
     assert {"source_db", "data_dir", "window_start", "window_end", "cleaning_config"} <= set(params)
+    assert {"feature_registry", "quality_config", "pushgateway_url", "store_url"} <= set(params)
     outputs = ir["components"]["comp-extract-load"]["outputDefinitions"]["artifacts"]
     assert outputs["raw"]["artifactType"]["schemaTitle"] == "system.Dataset"
     assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
@@ -95,3 +104,19 @@ def test_component_turns_a_domain_error_into_one_line(tmp_path: Path, capsys: py
         "recsys-error: source_db: unsupported URL scheme 'oracle' in oracle://x "
         "(supported: mysql, postgres, postgresql, sqlite)"
     ]
+
+
+def test_sync_only_pipeline_imports_the_bundle(tmp_path: Path) -> None:
+    from kfp import compiler
+
+    from pipelines.training import build_sync_pipeline
+
+    path = tmp_path / "sync.yaml"
+    compiler.Compiler().compile(build_sync_pipeline(IMAGE), package_path=str(path))
+    ir = yaml.safe_load(path.read_text())
+    tasks = ir["root"]["dag"]["tasks"]
+    assert set(tasks) == {"importer", "sync-store"}
+    assert (
+        tasks["sync-store"]["inputs"]["artifacts"]["features"]["taskOutputArtifact"]["producerTask"]
+        == "importer"
+    )

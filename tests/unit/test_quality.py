@@ -61,6 +61,13 @@ def clean_source() -> tuple[dict[str, pd.DataFrame], datetime]:
     now = cfg.start + timedelta(days=cfg.days)
     raw = {t: getattr(market, t) for t in ("users", "items", "orders", "events")}
     cleaned, _ = clean_tables(raw, CleaningConfig(), now)
+    # the default config also checks the feature tables the pipeline's features step writes
+    from recsys.features.engine import FeatureEngineV2
+    from recsys.features.registry import load_registry
+
+    frames = FeatureEngineV2(load_registry(REPO_ROOT / "config" / "features.yaml")).compute(cleaned, now)
+    cleaned["user_features"] = frames.users.drop(columns="snapshot")
+    cleaned["item_features"] = frames.items.drop(columns="snapshot")
     return cleaned, now
 
 

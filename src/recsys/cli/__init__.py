@@ -10,8 +10,10 @@ import click
 import typer
 
 from recsys.cli import data as data_cli
+from recsys.cli import features as features_cli
 from recsys.cli import pipeline as pipeline_cli
-from recsys.errors import RecsysError
+from recsys.cli import store as store_cli
+from recsys.errors import QualityGateFailed, RecsysError
 
 app = typer.Typer(
     name="recsys",
@@ -22,6 +24,8 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(pipeline_cli.app, name="pipeline")
+app.add_typer(features_cli.app, name="features")
+app.add_typer(store_cli.app, name="store")
 
 
 @app.callback()
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="recsys", standalone_mode=False)
     except RecsysError as e:
         print(f"recsys: error: {e}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(e, QualityGateFailed) else 2
     except click.exceptions.Abort:
         print("recsys: aborted", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -10,10 +11,17 @@ import typer
 
 from recsys.cli.common import DataDirOpt, SourceDbOpt, echo_json, settings_from
 from recsys.db import create_engine, redact
+from recsys.steps.common import parse_time, utc_now
 
 app = typer.Typer(help="Generate or import source data.", no_args_is_help=True)
 import_app = typer.Typer(help="Import external data into the source database.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+
+
+def _default_start(days: int) -> datetime:
+    """The simulated period ends at today's midnight (UTC), so the data is fresh."""
+    today = utc_now().replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days)
 
 
 def _report(kind: str, url: str, written: dict[str, int], started: float, as_json: bool) -> None:
@@ -31,10 +39,15 @@ def generate(
     users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 2000,
     items: Annotated[int, typer.Option(min=1, help="Number of items.")] = 1000,
     days: Annotated[int, typer.Option(min=1, help="Days of behaviour to simulate.")] = 30,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same data.")] = 42,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed and start, same data.")] = 42,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First simulated day (ISO date) [default: --days before today, UTC]."),
+    ] = None,
     dirty_rate: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Fraction of deliberately dirty rows.")
     ] = 0.005,
+    matomo: Annotated[bool, typer.Option(help="Also write the Matomo export.")] = True,
     matomo_out: Annotated[
         Path | None,
         typer.Option(help="Matomo Live.getLastVisitsDetails JSON [default <data-dir>/matomo/visits.json]."),
@@ -49,17 +62,21 @@ def generate(
 
     settings = settings_from(ctx, data_dir=data_dir, source_db=db)
     started = time.perf_counter()
-    config = SyntheticConfig(users=users, items=items, days=days, seed=seed, dirty_rate=dirty_rate)
+    first_day = parse_time(start, "--start") or _default_start(days)
+    config = SyntheticConfig(
+        users=users, items=items, days=days, seed=seed, dirty_rate=dirty_rate, start=first_day
+    )
     market = generate_marketplace(config)
     engine = create_engine(settings.source_db_url, create_dirs=True)
     try:
         written = write_tables(engine, market.frames())
     finally:
         engine.dispose()
-    matomo_path = matomo_out or settings.data_dir / "matomo" / "visits.json"
-    visits = write_matomo_export(market, matomo_path)
-    if not as_json:
-        typer.echo(f"matomo: {visits} visits in {matomo_path}")
+    if matomo:
+        matomo_path = matomo_out or settings.data_dir / "matomo" / "visits.json"
+        visits = write_matomo_export(market, matomo_path)
+        if not as_json:
+            typer.echo(f"matomo: {visits} visits in {matomo_path}")
     _report("synthetic", settings.source_db_url, written, started, as_json)
 
 

@@ -8,14 +8,15 @@ from typing import Annotated
 import typer
 
 from recsys.cli.common import DataDirOpt, SourceDbOpt, echo_json, settings_from
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, QualityGateFailed
 
 app = typer.Typer(help="Run or compile the offline pipeline.", no_args_is_help=True)
 
 
 def _print_summary(summary: dict) -> None:
     ex, cl = summary["extracted"], summary["cleaned"]
-    typer.echo(f"run {summary['run_id']} succeeded in {summary['duration_seconds']}s")
+    status = summary["status"].replace("_", " ")
+    typer.echo(f"run {summary['run_id']} {status} in {summary['duration_seconds']}s")
     per_table = ", ".join(f"{t} {n}" for t, n in ex["tables"].items())
     typer.echo(f"  extracted: {ex['rows']} rows ({per_table})")
     typer.echo(
@@ -25,6 +26,17 @@ def _print_summary(summary: dict) -> None:
     typer.echo(f"  output:    {cl.get('output')}")
     typer.echo(f"  report:    {summary['artifacts']['cleaning_report']}")
     typer.echo(f"  metrics:   {summary['artifacts']['run_metrics']}")
+    if summary.get("features"):
+        f = summary["features"]
+        typer.echo(
+            f"  features:  {f['users']} users, {f['items']} items, {f['ranker_features']} ranker features"
+        )
+    if summary.get("quality"):
+        q = summary["quality"]
+        typer.echo(f"  quality:   score {q['score']} / {q['threshold']}, report {q['report_html']}")
+    if summary.get("synced"):
+        sy = summary["synced"]
+        typer.echo(f"  online:    version {sy['version']} active in {sy['store']}")
 
 
 @app.command("run")
@@ -39,10 +51,15 @@ def run(
         str | None, typer.Option(help="Re-extract updated_at >= this ISO time (backfill).")
     ] = None,
     window_end: Annotated[str | None, typer.Option(help="... and < this ISO time.")] = None,
+    sync_only: Annotated[
+        bool,
+        typer.Option("--sync-only", help="Only re-publish the latest bundle to the online store."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
-    """Run the training pipeline: extract_load -> clean."""
-    from pipelines.local import run_local
+    """Run the training pipeline: extract_load -> clean -> features -> quality_gate -> sync_store."""
+    from pipelines.local import run_local, run_sync_local
+    from pipelines.summary import gate_failure
     from recsys.steps import parse_time
 
     if not local_run:
@@ -51,6 +68,16 @@ def run(
             "`recsys pipeline compile` and submit the YAML to Kubeflow Pipelines"
         )
     settings = settings_from(ctx, data_dir=data_dir, source_db=source_db)
+    if sync_only:
+        result = run_sync_local(settings)
+        if as_json:
+            echo_json(result)
+        else:
+            sy = result["synced"]
+            typer.echo(
+                f"re-published bundle {sy['version']} to {sy['store']} in {result['duration_seconds']}s"
+            )
+        return
     summary = run_local(
         settings,
         window_start=parse_time(window_start, "--window-start"),
@@ -60,6 +87,8 @@ def run(
         echo_json(summary)
     else:
         _print_summary(summary)
+    if reason := gate_failure(summary):
+        raise QualityGateFailed(reason)
 
 
 @app.command("compile")

@@ -1,8 +1,4 @@
-"""The offline pipeline's steps as plain functions over paths.
-
-The KFP components in ``components/`` are thin shells over these: they pass parameters and
-artifact paths in and log the returned metrics. Everything here is testable without KFP.
-"""
+"""What every pipeline step shares: error guard, time parsing, run ids, run records."""
 
 from __future__ import annotations
 
@@ -16,20 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from recsys.cdc.extract import extract_load
-from recsys.cdc.lake import PART_FILE, Lake, arrow_schema, file_sha256, write_parquet_atomic
-from recsys.cleaning.cleaner import clean_tables
-from recsys.cleaning.config import CleaningConfig
-from recsys.contracts import CONTRACTS
-from recsys.db import create_engine
 from recsys.errors import InvalidInput, PipelineError, RecsysError
 
 ERROR_PREFIX = "recsys-error: "
+RESULT_PREFIX = "recsys-result: "
+# every step's output directory carries the run id and time forward to the next step
+RUN_FILE = "_run.json"
 
 
 @contextmanager
@@ -76,101 +64,15 @@ def run_record_path(data_dir: Path, run_id: str, step: str) -> Path:
     return data_dir / "runs" / run_id / f"{step}.json"
 
 
-def extract_step(
-    *,
-    source_db: str,
-    data_dir: Path,
-    tables: list[str],
-    run_id: str,
-    now: datetime,
-    window_start: datetime | None,
-    window_end: datetime | None,
-    raw_manifest: Path,
-    metrics_json: Path,
-) -> dict[str, Any]:
-    """CDC into ``<data_dir>/lake``; writes the snapshot manifest and the run metrics."""
-    engine = create_engine(source_db)
-    try:
-        result = extract_load(
-            engine,
-            data_dir / "lake",
-            tables=tables,
-            run_id=run_id,
-            now=now,
-            window_start=window_start,
-            window_end=window_end,
-        )
-    finally:
-        engine.dispose()
-    lake = Lake(data_dir / "lake")
-    manifest = {
-        "lake_dir": str(lake.root.resolve()),
-        "run_id": run_id,
-        "run_time": now.isoformat(),
-        "tables": lake.manifest(tables),
-    }
-    write_json(raw_manifest, manifest)
-    metrics = result.to_dict()
-    metrics["raw_manifest"] = str(raw_manifest)
-    metrics["metrics_json"] = str(metrics_json)
-    write_json(metrics_json, metrics)
-    write_json(run_record_path(data_dir, run_id, "extract_load"), metrics)
-    return metrics
+def read_run(directory: Path) -> tuple[str, datetime]:
+    """The run id and run time that an upstream step left in its output directory."""
+    path = directory / RUN_FILE
+    if not path.exists():
+        raise PipelineError(f"{directory} lacks {RUN_FILE}: not written by a recsys step")
+    raw = json.loads(path.read_text())
+    return raw["run_id"], datetime.fromisoformat(raw["run_time"])
 
 
-def read_snapshot(manifest: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """Load every table of a lake snapshot, verifying that no partition changed since."""
-    root = Path(manifest["lake_dir"])
-    frames: dict[str, pd.DataFrame] = {}
-    for table, parts in manifest["tables"].items():
-        schema = arrow_schema(CONTRACTS[table])
-        pieces = []
-        for part in parts:
-            path = root / part["path"]
-            if not path.exists() or file_sha256(path) != part["sha256"]:
-                raise PipelineError(f"clean: lake partition {path} changed since extract; re-run")
-            pieces.append(pq.read_table(path, schema=schema))
-        data = pa.concat_tables(pieces) if pieces else schema.empty_table()
-        frames[table] = data.to_pandas()
-    return frames
-
-
-def write_partitioned(frame: pd.DataFrame, table: str, out_dir: Path, tag: str) -> int:
-    """Write a cleaned table as ``<out>/<table>/dt=YYYY-MM-DD/part-0.parquet``; partitions written."""
-    data = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
-    column = CONTRACTS[table].partition_column
-    if data.num_rows == 0:
-        (out_dir / table).mkdir(parents=True, exist_ok=True)
-        return 0
-    days = pc.strftime(data[column], format="%Y-%m-%d")
-    written = 0
-    for day in sorted(set(days.to_pylist())):
-        part = data.filter(pc.equal(days, day))
-        write_parquet_atomic(part, out_dir / table / f"dt={day}" / PART_FILE, tag)
-        written += 1
-    return written
-
-
-def clean_step(
-    *,
-    raw_manifest: Path,
-    config: CleaningConfig,
-    data_dir: Path,
-    cleaned_dir: Path,
-    report_json: Path,
-) -> dict[str, Any]:
-    """Clean the lake snapshot into partitioned Parquet; writes the report by reason."""
-    manifest = json.loads(raw_manifest.read_text())
-    run_id = manifest["run_id"]
-    now = datetime.fromisoformat(manifest["run_time"])
-    frames = read_snapshot(manifest)
-    cleaned, report = clean_tables(frames, config, now)
-    partitions = {t: write_partitioned(df, t, cleaned_dir, run_id) for t, df in cleaned.items()}
-    payload = report.to_dict()
-    payload["partitions"] = partitions
-    payload["run_id"] = run_id
-    payload["cleaned_dir"] = str(cleaned_dir)
-    payload["report_json"] = str(report_json)
-    write_json(report_json, payload)
-    write_json(run_record_path(data_dir, run_id, "clean"), payload)
-    return payload
+def emit_result(step: str, result: dict[str, Any]) -> None:
+    """One machine-readable line on stdout: how a runner learns what a step did."""
+    print(f"{RESULT_PREFIX}{json.dumps({'step': step, 'result': result}, default=str)}", flush=True)
