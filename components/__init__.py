@@ -13,16 +13,22 @@ from typing import Any
 from kfp import dsl
 
 from components.clean import clean
+from components.evaluate import evaluate
 from components.extract_load import extract_load
 from components.features import features
 from components.quality_gate import quality_gate
+from components.register import register
 from components.sync_store import sync_store
+from components.train import train
 
 STEP_FUNCTIONS = {
     "extract_load": extract_load,
     "clean": clean,
     "features": features,
     "quality_gate": quality_gate,
+    "train": train,
+    "evaluate": evaluate,
+    "register": register,
     "sync_store": sync_store,
 }
 
@@ -33,6 +39,9 @@ class Components:
     clean: Any
     features: Any
     quality_gate: Any
+    train: Any
+    evaluate: Any
+    register: Any
     sync_store: Any
 
 

@@ -1,16 +1,19 @@
-"""KFP component: copy the run's outputs into its bundle and publish it to the online store."""
+"""KFP component: publish a bundle to the online store."""
 
-from kfp.dsl import Dataset, Input, Metrics, Output
+from kfp.dsl import Metrics, Output
 
 
 def sync_store(
-    features: Input[Dataset],
+    bundle: str,
     data_dir: str,
     store_url: str,
     fallback_url: str,
+    activate: str,
     metrics: Output[Metrics],
 ) -> None:
-    """``store_url`` empty means ``RECSYS_ONLINE_STORE`` (a secret in a cluster)."""
+    """``activate``: "auto" (when the bundle's model was promoted to champion), "true", "false".
+    ``store_url`` empty means ``RECSYS_ONLINE_STORE`` (a secret in a cluster)."""
+    import json
     import os
     from pathlib import Path
 
@@ -18,13 +21,19 @@ def sync_store(
     from recsys.steps.sync import sync_step
 
     with step_guard():
+        path = Path(bundle)
+        if activate == "auto":
+            registration = path / "registration.json"
+            active = json.loads(registration.read_text())["promoted"] if registration.exists() else True
+        else:
+            active = activate == "true"
         result = sync_step(
-            features_dir=Path(features.path),
+            bundle=path,
             data_dir=Path(data_dir),
             store_url=store_url or os.environ.get("RECSYS_ONLINE_STORE", ""),
             fallback_url=fallback_url or None,
+            activate=active,
         )
     emit_result("sync_store", result)
     metrics.log_metric("users", result["users"])
     metrics.log_metric("items", result["items"])
-    print(f"sync_store: version {result['version']} active in {result['store']}", flush=True)

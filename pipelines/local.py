@@ -29,6 +29,7 @@ from recsys.db import check_tables, create_engine
 from recsys.errors import PipelineError
 from recsys.features.registry import load_registry
 from recsys.quality import load_quality_config
+from recsys.recall.config import load_recall_config
 from recsys.settings import Settings
 from recsys.steps import ERROR_PREFIX, RESULT_PREFIX, new_run_id, utc_now
 from recsys.steps.sync import latest_bundle
@@ -136,6 +137,7 @@ def run_local(
         engine.dispose()
     load_registry(settings.feature_registry)  # fail fast on a bad registry
     load_quality_config(settings.quality_config)  # ... and on bad quality checks
+    load_recall_config(settings.recall_config)  # ... and on bad recall channels
 
     run_id, now, run_dir = _new_run(data_dir)
     started = time.perf_counter()
@@ -155,6 +157,11 @@ def run_local(
             "pushgateway_url": settings.pushgateway_url or "",
             "store_url": settings.online_store_url,
             "fallback_url": settings.online_store_fallback_url or "",
+            "recall_config": json.dumps(_yaml_dict(settings.recall_config)),
+            "ranking_config": settings.ranking.model_dump_json(),
+            "training_config": settings.training.model_dump_json(),
+            "mlflow_tracking_uri": settings.mlflow_tracking_uri or "",
+            "model_name": settings.model_name,
         },
         data_dir,
         run_dir,
@@ -167,7 +174,7 @@ def run_local(
     _prune_local_outputs(data_dir / "kfp", settings.keep_local_runs)
     gate = watcher.results.get("quality_gate") or {}
     if gate and not gate["passed"]:
-        progress(f"[{len(watcher.steps) + 1}] sync_store    skipped (quality gate)")
+        progress(f"[{len(watcher.steps) + 1}] train ... sync_store  skipped (quality gate)")
     return summary
 
 
@@ -180,7 +187,7 @@ def run_sync_local(settings: Settings, *, progress: Progress = _stderr) -> dict[
     watcher = _execute(
         build_sync_pipeline(settings.image),
         {
-            "bundle_features_uri": str(bundle / "features"),
+            "bundle": str(bundle),
             "data_dir": str(data_dir),
             "store_url": settings.online_store_url,
             "fallback_url": settings.online_store_fallback_url or "",

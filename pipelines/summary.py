@@ -25,8 +25,19 @@ def step_detail(step: str, result: dict[str, Any] | None) -> str:
     if step == "quality_gate":
         verdict = "passed" if result["passed"] else f"FAILED ({len(result['failing'])} failing checks)"
         return f"score {result['score']} / {result['threshold']} {verdict}"
+    if step == "train":
+        m = result["metrics"]
+        return (
+            f"{result['objective']} ranker, {result['ranker_features']} features, holdout AUC "
+            f"{m.get('holdout_auc', float('nan')):.3f}, ONNX diff {result['onnx_max_abs_diff']:.1e}"
+        )
+    if step == "evaluate":
+        return f"end-to-end NDCG@20 {result['ndcg_at_20']:.4f}, Recall@20 {result['recall_at_20']:.4f}"
+    if step == "register":
+        verdict = "champion" if result["promoted"] else "challenger"
+        return f"{result['model']} v{result['model_version']} -> {verdict} ({result['reason']})"
     if step == "sync_store":
-        return f"version {result['version']} active in {result['store']}"
+        return f"version {result['version']} {result['action']} in {result['store']}"
     return ""
 
 
@@ -58,6 +69,9 @@ def training_summary(
             "output": clean.get("cleaned_dir"),
         },
         "features": results.get("features"),
+        "training": results.get("train"),
+        "evaluation": results.get("evaluate"),
+        "registered": results.get("register"),
         "quality": gate or None,
         "synced": sync,
         "artifacts": {

@@ -1,7 +1,5 @@
-"""The offline DAG: extract_load -> clean -> features -> quality_gate -[passed]-> sync_store.
-
-Later issues add train -> build indexes -> evaluate -> register between the gate and the sync.
-"""
+"""The offline DAG: extract_load -> clean -> features -> quality_gate -[passed]-> train ->
+evaluate -> register -> sync_store; and ``recsys-sync``, which re-publishes a bundle."""
 # no "from __future__ import annotations": KFP reads the real annotation objects
 
 import json
@@ -38,6 +36,11 @@ def build_training_pipeline(image: str) -> Any:
         pushgateway_url: str = "",
         store_url: str = "",
         fallback_url: str = "",
+        recall_config: str = "{}",
+        ranking_config: str = "{}",
+        training_config: str = "{}",
+        mlflow_tracking_uri: str = "",
+        model_name: str = "recsys-ranker",
     ) -> None:
         extract = comps.extract_load(
             source_db=source_db,
@@ -62,11 +65,31 @@ def build_training_pipeline(image: str) -> Any:
             pushgateway_url=pushgateway_url,
         ).set_display_name("quality_gate")
         with dsl.If(gate.outputs["Output"] == True, name="quality-passed"):  # noqa: E712
-            comps.sync_store(
+            trained = comps.train(
+                cleaned=clean.outputs["cleaned"],
                 features=feats.outputs["features_out"],
+                data_dir=data_dir,
+                recall_config=recall_config,
+                ranking_config=ranking_config,
+                training_config=training_config,
+            ).set_display_name("train")
+            evaluated = comps.evaluate(
+                cleaned=clean.outputs["cleaned"], model=trained.outputs["model"], data_dir=data_dir
+            ).set_display_name("evaluate")
+            registered = comps.register(
+                features=feats.outputs["features_out"],
+                model=trained.outputs["model"],
+                summary=evaluated.outputs["summary"],
+                data_dir=data_dir,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                model_name=model_name,
+            ).set_display_name("register")
+            comps.sync_store(
+                bundle=registered.outputs["Output"],
                 data_dir=data_dir,
                 store_url=store_url,
                 fallback_url=fallback_url,
+                activate="auto",
             ).set_display_name("sync_store")
 
     return training_pipeline
@@ -78,16 +101,13 @@ def build_sync_pipeline(image: str) -> Any:
 
     @dsl.pipeline(name=SYNC_PIPELINE_NAME, description="Re-publish the latest bundle to the online store.")
     def sync_pipeline(
-        bundle_features_uri: str,
+        bundle: str,
         data_dir: str = "/data",
         store_url: str = "",
         fallback_url: str = "",
     ) -> None:
-        features = dsl.importer(
-            artifact_uri=bundle_features_uri, artifact_class=dsl.Dataset, reimport=False
-        ).set_display_name("import_bundle")
         comps.sync_store(
-            features=features.output, data_dir=data_dir, store_url=store_url, fallback_url=fallback_url
+            bundle=bundle, data_dir=data_dir, store_url=store_url, fallback_url=fallback_url, activate="true"
         ).set_display_name("sync_store")
 
     return sync_pipeline

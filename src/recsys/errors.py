@@ -58,3 +58,9 @@ class StoreError(RecsysError):
 
 class StoreUnavailable(StoreError):
     """The online store cannot be reached (refused, timed out); callers may fall back."""
+
+
+class ModelRegistryError(RecsysError):
+    """The model registry refused or failed an operation (no previous champion, unknown version)."""
+
+    status = 409

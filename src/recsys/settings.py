@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from recsys.cleaning.config import CleaningConfig
 from recsys.errors import ConfigError
+from recsys.ranking.config import RankingConfig, TrainingConfig
 
 # where config/ sits in a source checkout or an image that copies the tree (editable install)
 SOURCE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -52,10 +53,17 @@ class Settings(BaseSettings):
     )
     quality_config: Path = Field(Path("quality.yaml"), description="data quality checks")
     feature_registry: Path = Field(Path("features.yaml"), description="feature registry")
+    recall_config: Path = Field(Path("recall.yaml"), description="recall channels and fusion")
     pushgateway_url: str | None = Field(None, description="push quality metrics here when set")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking server; default a SQLite store under data_dir/mlflow"
+    )
+    model_name: str = Field("recsys-ranker", description="registered model name in MLflow")
     keep_local_runs: int = Field(5, ge=1, description="kfp.local runs whose artifacts are kept")
     cdc: CdcConfig = CdcConfig()
     cleaning: CleaningConfig = CleaningConfig()
+    ranking: RankingConfig = RankingConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @property
     def source_db_url(self) -> str:
@@ -119,8 +127,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return init_settings, env_settings, _YamlSource(settings_cls, yaml_data)
 
-    if overrides.get("pushgateway_url") is None and os.environ.get("PUSHGATEWAY_URL"):
-        overrides["pushgateway_url"] = os.environ["PUSHGATEWAY_URL"]  # the conventional name
+    # the conventional names of these two win over nothing but an explicit flag
+    for field, env in (
+        ("pushgateway_url", "PUSHGATEWAY_URL"),
+        ("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"),
+    ):
+        if overrides.get(field) is None and os.environ.get(env):
+            overrides[field] = os.environ[env]
     try:
         built = _Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
@@ -130,7 +143,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     settings = Settings.model_validate(built.model_dump())
     # relative file settings are relative to the directory of the settings file
     base = path.parent if path.exists() else config_dir()
-    for name in ("quality_config", "feature_registry"):
+    for name in ("quality_config", "feature_registry", "recall_config"):
         value: Path = getattr(settings, name)
         if not value.is_absolute():
             setattr(settings, name, base / value)

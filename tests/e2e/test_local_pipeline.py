@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -18,9 +19,22 @@ from recsys.db import create_engine
 pytestmark = pytest.mark.slow
 
 
+# a small marketplace: 14 days, so the training windows shrink to fit (holdout 2, valid 2, train 6)
+SMALL_WINDOWS = {
+    "RECSYS_TRAINING__HOLDOUT_DAYS": "2",
+    "RECSYS_TRAINING__VALID_DAYS": "2",
+    "RECSYS_TRAINING__TRAIN_DAYS": "6",
+}
+
+
 def recsys(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "recsys", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "recsys", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **SMALL_WINDOWS},
     )
 
 
@@ -39,11 +53,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "data",
         "generate",
         "--users",
-        "150",
+        "300",
         "--items",
-        "80",
+        "120",
         "--days",
-        "5",
+        "14",
         "--seed",
         "7",
         "--data-dir",
@@ -65,7 +79,16 @@ def test_generate_run_rerun_and_update(data_dir: Path) -> None:
     first = run_json(data_dir)
     assert first["status"] == "succeeded"
     assert first["extracted"]["tables"] == source_rows
-    assert set(first["steps"]) == {"extract_load", "clean", "features", "quality_gate", "sync_store"}
+    assert set(first["steps"]) == {
+        "extract_load",
+        "clean",
+        "features",
+        "quality_gate",
+        "train",
+        "evaluate",
+        "register",
+        "sync_store",
+    }
     cleaned = first["cleaned"]
     assert cleaned["kept"] + cleaned["dropped"] == cleaned["input"] == sum(source_rows.values())
     assert cleaned["dropped"] > 0 and cleaned["fixed"] > 0  # the generator's dirty rows
@@ -80,8 +103,17 @@ def test_generate_run_rerun_and_update(data_dir: Path) -> None:
     assert first["features"]["ranker_features"] >= 70
     assert first["quality"]["passed"] and first["quality"]["score"] >= 97
     assert Path(first["quality"]["report_html"]).exists()
+    assert first["training"]["onnx_max_abs_diff"] <= 1e-5
+    assert first["training"]["metrics"]["holdout_auc"] > 0.6
+    assert first["registered"]["promoted"] and first["registered"]["model_version"] == "1"
+    evaluation = json.loads((data_dir / "evaluation" / "summary.json").read_text())
+    assert evaluation["sections"]["offline"]["end_to_end"]["users"] > 0
+    bundle = Path(first["registered"]["bundle"])
+    for part in ("features", "ranker/model.onnx", "recall/engine.json", "manifest.json"):
+        assert (bundle / part).exists(), part
     assert first["synced"]["version"] == first["run_id"]
     assert first["synced"]["active_version"] == first["run_id"]
+    assert first["synced"]["recall_lists"]["history"] > 0
 
     second = run_json(data_dir)
     assert second["extracted"]["rows"] == 0
@@ -103,7 +135,16 @@ def test_human_output_has_a_line_per_step(data_dir: Path) -> None:
     proc = recsys("pipeline", "run", "--local", "--data-dir", str(data_dir), cwd=data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
-    steps = ["extract_load", "clean", "features", "quality_gate", "sync_store"]
+    steps = [
+        "extract_load",
+        "clean",
+        "features",
+        "quality_gate",
+        "train",
+        "evaluate",
+        "register",
+        "sync_store",
+    ]
     assert [line.split()[1] for line in progress] == steps
     assert "0 rows extracted" in progress[0]
     assert "succeeded" in proc.stdout and "extracted: 0 rows" in proc.stdout
@@ -133,7 +174,7 @@ def test_sync_only_republishes_without_recomputing(data_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    assert set(result["steps"]) == {"importer", "sync_store"}  # no extract/clean/features
+    assert set(result["steps"]) == {"sync_store"}  # no extract/clean/features/train
     latest = json.loads((data_dir / "bundles" / "LATEST.json").read_text())
     assert result["synced"]["version"] == latest["version"]
 
@@ -155,7 +196,7 @@ def test_corrupted_prices_stop_at_the_quality_gate(data_dir: Path) -> None:
     assert proc.returncode == 3, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert summary["status"] == "stopped_at_quality_gate"
-    assert "sync_store" not in summary["steps"]
+    assert "train" not in summary["steps"] and "sync_store" not in summary["steps"]
     failing = [c["name"] for c in summary["quality"]["failing"]]
     assert "items.price null_rate" in failing
     assert "stopped at the quality gate" in proc.stderr and "items.price null_rate" in proc.stderr

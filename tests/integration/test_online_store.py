@@ -95,8 +95,9 @@ def make_snapshot(
     return StoreSnapshot(
         version=version,
         blocks={
-            "user": FeatureBlock("user", [f"u{k}" for k in range(users)], [f"uf{j}" for j in range(features)],
-                                 values(users)),
+            "user": FeatureBlock(
+                "user", [f"u{k}" for k in range(users)], [f"uf{j}" for j in range(features)], values(users)
+            ),
             "item": FeatureBlock("item", ids, [f"if{j}" for j in range(features)], values(len(ids))),
         },
         recall={
@@ -432,7 +433,8 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = _free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10

@@ -37,42 +37,85 @@ def frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def user(uid: str, **kw: Any) -> dict[str, Any]:
-    return {"user_id": uid, "industry": "retail", "region": "eu", "created_at": CREATED,
-            "updated_at": CREATED} | kw
+    return {
+        "user_id": uid,
+        "industry": "retail",
+        "region": "eu",
+        "created_at": CREATED,
+        "updated_at": CREATED,
+    } | kw
 
 
 def item(iid: str, price: float | None = 10.0, category: str = "c1", **kw: Any) -> dict[str, Any]:
-    return {"item_id": iid, "title": f"title {iid}", "description": None, "category": category,
-            "industry": None, "tags": "a|b", "price": price, "status": "active",
-            "created_at": CREATED, "updated_at": CREATED} | kw
+    return {
+        "item_id": iid,
+        "title": f"title {iid}",
+        "description": None,
+        "category": category,
+        "industry": None,
+        "tags": "a|b",
+        "price": price,
+        "status": "active",
+        "created_at": CREATED,
+        "updated_at": CREATED,
+    } | kw
 
 
 def order(oid: str, uid: str = "u1", iid: str = "i1", **kw: Any) -> dict[str, Any]:
-    return {"order_id": oid, "user_id": uid, "item_id": iid, "quantity": 1, "amount": 10.0,
-            "status": "paid", "request_id": None, "created_at": T0, "updated_at": T0} | kw
+    return {
+        "order_id": oid,
+        "user_id": uid,
+        "item_id": iid,
+        "quantity": 1,
+        "amount": 10.0,
+        "status": "paid",
+        "request_id": None,
+        "created_at": T0,
+        "updated_at": T0,
+    } | kw
 
 
-def event(eid: str, etype: str = "click", seconds: float = 0.0, uid: str = "u1",
-          iid: str = "i1", **kw: Any) -> dict[str, Any]:
+def event(
+    eid: str, etype: str = "click", seconds: float = 0.0, uid: str = "u1", iid: str = "i1", **kw: Any
+) -> dict[str, Any]:
     ts = T0 + pd.Timedelta(seconds=seconds)
-    return {"event_id": eid, "user_id": uid, "item_id": iid, "event_type": etype, "ts": ts,
-            "ts_offset_minutes": None, "request_id": None, "position": None, "value": None,
-            "scene": "home", "source": "app", "updated_at": ts} | kw
+    return {
+        "event_id": eid,
+        "user_id": uid,
+        "item_id": iid,
+        "event_type": etype,
+        "ts": ts,
+        "ts_offset_minutes": None,
+        "request_id": None,
+        "position": None,
+        "value": None,
+        "scene": "home",
+        "source": "app",
+        "updated_at": ts,
+    } | kw
 
 
-def tables(users: list[dict[str, Any]] | None = None, items: list[dict[str, Any]] | None = None,
-           orders: list[dict[str, Any]] | None = None,
-           events: list[dict[str, Any]] | None = None) -> dict[str, pd.DataFrame]:
+def tables(
+    users: list[dict[str, Any]] | None = None,
+    items: list[dict[str, Any]] | None = None,
+    orders: list[dict[str, Any]] | None = None,
+    events: list[dict[str, Any]] | None = None,
+) -> dict[str, pd.DataFrame]:
     """A small valid table set; pass rows to replace a table's defaults."""
     return {
         "users": frame("users", users if users is not None else [user("u1"), user("u2")]),
         "items": frame("items", items if items is not None else [item("i1"), item("i2", 20.0)]),
         "orders": frame("orders", orders if orders is not None else [order("o1")]),
-        "events": frame("events", events if events is not None else [
-            event("e1", "impression", 0, request_id="r1", position=0),
-            event("e2", "click", 5, request_id="r1"),
-            event("e3", "purchase", 60, request_id="r1", value=10.0),
-        ]),
+        "events": frame(
+            "events",
+            events
+            if events is not None
+            else [
+                event("e1", "impression", 0, request_id="r1", position=0),
+                event("e2", "click", 5, request_id="r1"),
+                event("e3", "purchase", 60, request_id="r1", value=10.0),
+            ],
+        ),
     }
 
 
@@ -80,8 +123,10 @@ def config(**sections: dict[str, Any]) -> CleaningConfig:
     return CleaningConfig.model_validate(sections)
 
 
-def clean(data: dict[str, pd.DataFrame], cfg: CleaningConfig | None = None,
-          ) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
+def clean(
+    data: dict[str, pd.DataFrame],
+    cfg: CleaningConfig | None = None,
+) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
     return clean_tables(data, cfg or CleaningConfig(), NOW)
 
 
@@ -102,24 +147,40 @@ def priced_items(n: int = 25, category: str = "c1", base: float = 10.0) -> list[
 def messy() -> dict[str, pd.DataFrame]:
     """One of everything the cleaner fixes or drops."""
     items = priced_items() + [
-        item("i1"), item("big", 5000.0), item("tiny", 0.05), item("zero", 0.0), item("noprice", None),
+        item("i1"),
+        item("big", 5000.0),
+        item("tiny", 0.05),
+        item("zero", 0.0),
+        item("noprice", None),
         item("notitle", title=None),
     ]
-    users = [user("u1"), user("u2"), user("u2", region="us", updated_at=CREATED + timedelta(1)),
-             user("", region="x")]
-    orders = [order("o1"), order("o2", amount=-1.0), order("o3", quantity=0),
-              order("o4", uid="ghost"), order("o5", iid="nope"),
-              order("o6", created_at=pd.Timestamp(NOW) + pd.Timedelta(days=2))]
+    users = [
+        user("u1"),
+        user("u2"),
+        user("u2", region="us", updated_at=CREATED + timedelta(1)),
+        user("", region="x"),
+    ]
+    orders = [
+        order("o1"),
+        order("o2", amount=-1.0),
+        order("o3", quantity=0),
+        order("o4", uid="ghost"),
+        order("o5", iid="nope"),
+        order("o6", created_at=pd.Timestamp(NOW) + pd.Timedelta(days=2)),
+    ]
     events = [
         event("e01", "impression", 0, request_id="r1", position=0),
         event("e02", "click", -5, request_id="r1"),  # before its impression
         event("e03", "purchase", -10, request_id="r1", value=10.0),
-        event("e04", "click", 100), event("e05", "click", 100),  # exact duplicates
+        event("e04", "click", 100),
+        event("e05", "click", 100),  # exact duplicates
         event("e06", "click", 101),  # near duplicate of e04
         event("e07", "view", 7200, ts_offset_minutes=120),  # local time
         event("e08", "view", 86400 * 3),  # future
-        event("e09", "hover", 0), event("e10", "click", uid="ghost"),
-        event("e11", "click", 0, iid="big"), event("e12", "click", 0, iid="notitle"),
+        event("e09", "hover", 0),
+        event("e10", "click", uid="ghost"),
+        event("e11", "click", 0, iid="big"),
+        event("e12", "click", 0, iid="notitle"),
     ]
     return tables(users, items, orders, events)
 
@@ -127,8 +188,9 @@ def messy() -> dict[str, pd.DataFrame]:
 # --- accounting, purity, idempotency ---------------------------------------------------------
 
 
-def assert_accounting(data: dict[str, pd.DataFrame], out: dict[str, pd.DataFrame],
-                      report: CleaningReport) -> None:
+def assert_accounting(
+    data: dict[str, pd.DataFrame], out: dict[str, pd.DataFrame], report: CleaningReport
+) -> None:
     as_dict = report.to_dict()
     json.dumps(as_dict)  # serialisable
     for name, t in as_dict["tables"].items():
@@ -164,8 +226,7 @@ def test_clean_input_is_a_noop() -> None:
 @pytest.mark.parametrize("action", ["flag", "clip", "drop"])
 @pytest.mark.parametrize("future", ["clamp", "drop"])
 def test_cleaning_is_idempotent(method: str, action: str, future: str) -> None:
-    cfg = config(price={"method": method, "action": action},
-                 timestamps={"future_action": future})
+    cfg = config(price={"method": method, "action": action}, timestamps={"future_action": future})
     data = messy()
     once, report1 = clean(data, cfg)
     twice, report2 = clean(once, cfg)
@@ -198,27 +259,58 @@ def test_messy_report_counts_every_reason() -> None:
     data = messy()
     out, report = clean(data)
     assert report.to_dict()["tables"] == {
-        "users": {"input": 4, "kept": 2, "fixed": {},
-                  "dropped": {"missing_required": 1, "superseded_version": 1}},
-        "items": {"input": 31, "kept": 30, "fixed": {
-            "invalid_price": 1, "price_outlier_clipped": 2}, "dropped": {"missing_required": 1}},
-        "orders": {"input": 6, "kept": 2, "fixed": {"future_timestamp_clamped": 1},
-                   "dropped": {"invalid_amount": 2, "unknown_user": 1, "unknown_item": 1}},
-        "events": {"input": 12, "kept": 7, "fixed": {
-            "future_timestamp_clamped": 1, "out_of_order_fixed": 2, "timezone_normalized": 1},
-            "dropped": {"exact_duplicate": 1, "near_duplicate": 1, "unknown_event_type": 1,
-                        "unknown_item": 1, "unknown_user": 1}},
+        "users": {
+            "input": 4,
+            "kept": 2,
+            "fixed": {},
+            "dropped": {"missing_required": 1, "superseded_version": 1},
+        },
+        "items": {
+            "input": 31,
+            "kept": 30,
+            "fixed": {"invalid_price": 1, "price_outlier_clipped": 2},
+            "dropped": {"missing_required": 1},
+        },
+        "orders": {
+            "input": 6,
+            "kept": 2,
+            "fixed": {"future_timestamp_clamped": 1},
+            "dropped": {"invalid_amount": 2, "unknown_user": 1, "unknown_item": 1},
+        },
+        "events": {
+            "input": 12,
+            "kept": 7,
+            "fixed": {"future_timestamp_clamped": 1, "out_of_order_fixed": 2, "timezone_normalized": 1},
+            "dropped": {
+                "exact_duplicate": 1,
+                "near_duplicate": 1,
+                "unknown_event_type": 1,
+                "unknown_item": 1,
+                "unknown_user": 1,
+            },
+        },
     }
     assert_accounting(data, out, report)
 
 
 def test_reasons_registry_is_complete() -> None:
     assert set(REASONS) == {
-        "superseded_version", "missing_required", "invalid_price", "price_outlier_flagged",
-        "price_outlier_clipped", "price_outlier_dropped", "invalid_amount",
-        "timezone_normalized", "future_timestamp_clamped", "future_timestamp_dropped",
-        "out_of_order_fixed", "exact_duplicate", "near_duplicate", "unknown_user",
-        "unknown_item", "unknown_event_type",
+        "superseded_version",
+        "missing_required",
+        "invalid_price",
+        "price_outlier_flagged",
+        "price_outlier_clipped",
+        "price_outlier_dropped",
+        "invalid_amount",
+        "timezone_normalized",
+        "future_timestamp_clamped",
+        "future_timestamp_dropped",
+        "out_of_order_fixed",
+        "exact_duplicate",
+        "near_duplicate",
+        "unknown_user",
+        "unknown_item",
+        "unknown_event_type",
     }
     assert len(REASONS) == len(set(REASONS))
     assert all(set(rule.tables) <= set(CONTRACTS) for rule in RULES)
@@ -229,9 +321,14 @@ def test_reasons_registry_is_complete() -> None:
 
 def test_superseded_version_keeps_latest_updated_at() -> None:
     later = CREATED + timedelta(days=2)
-    data = tables(users=[user("u1", region="old"), user("u1", region="new", updated_at=later),
-                         user("u1", region="mid", updated_at=CREATED + timedelta(days=1)),
-                         user("u2")])
+    data = tables(
+        users=[
+            user("u1", region="old"),
+            user("u1", region="new", updated_at=later),
+            user("u1", region="mid", updated_at=CREATED + timedelta(days=1)),
+            user("u2"),
+        ]
+    )
     out, report = clean(data)
     assert ids(out, "users") == ["u1", "u2"]
     assert out["users"].set_index("user_id").loc["u1", "region"] == "new"
@@ -240,8 +337,17 @@ def test_superseded_version_keeps_latest_updated_at() -> None:
 
 def test_broken_latest_version_drops_the_entity() -> None:
     later = CREATED + timedelta(days=1)
-    data = tables(users=[user("u1"), user("u2"), user("u2", updated_at=later, created_at=None),
-                         user(None), user(None), user(""), user("")])
+    data = tables(
+        users=[
+            user("u1"),
+            user("u2"),
+            user("u2", updated_at=later, created_at=None),
+            user(None),
+            user(None),
+            user(""),
+            user(""),
+        ]
+    )
     out, report = clean(data)
     # the stale u2 is not resurrected; blank keys are missing, not versions of each other
     assert ids(out, "users") == ["u1"]
@@ -255,9 +361,15 @@ def test_undated_version_never_wins() -> None:
     assert counts(report, "users") == ({}, {"superseded_version": 1})
 
 
-@pytest.mark.parametrize("bad", [
-    {"user_id": None}, {"user_id": ""}, {"user_id": "  "}, {"created_at": None},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"user_id": None},
+        {"user_id": ""},
+        {"user_id": "  "},
+        {"created_at": None},
+    ],
+)
 def test_missing_required_user(bad: dict[str, Any]) -> None:
     data = tables(users=[user("u1"), user("u9") | bad])
     out, report = clean(data)
@@ -266,8 +378,9 @@ def test_missing_required_user(bad: dict[str, Any]) -> None:
 
 
 def test_missing_required_ignores_nullable_columns() -> None:
-    data = tables(items=[item("i1", price=None, description=None, industry=None, tags=None),
-                         item("i2", category=None)])
+    data = tables(
+        items=[item("i1", price=None, description=None, industry=None, tags=None), item("i2", category=None)]
+    )
     out, report = clean(data)
     assert ids(out, "items") == ["i1"]
     assert counts(report, "items") == ({}, {"missing_required": 1})
@@ -297,8 +410,7 @@ def test_empty_tables() -> None:
 
 
 def test_invalid_price_is_set_to_nan() -> None:
-    data = tables(items=[item("i1"), item("i2", 0.0), item("i3", -5.0), item("i4", np.inf),
-                         item("i5", None)])
+    data = tables(items=[item("i1"), item("i2", 0.0), item("i3", -5.0), item("i4", np.inf), item("i5", None)])
     out, report = clean(data)
     prices = out["items"].set_index("item_id")["price"]
     assert prices["i1"] == 10.0
@@ -308,8 +420,13 @@ def test_invalid_price_is_set_to_nan() -> None:
 
 def outlier_items() -> list[dict[str, Any]]:
     # three x100 prices and one /100 price must not hide each other
-    return priced_items(25) + [item("x1", 1200.0), item("x2", 1500.0), item("x3", 1800.0),
-                               item("lo", 0.12), item("i1")]
+    return priced_items(25) + [
+        item("x1", 1200.0),
+        item("x2", 1500.0),
+        item("x3", 1800.0),
+        item("lo", 0.12),
+        item("i1"),
+    ]
 
 
 @pytest.mark.parametrize("method", ["iqr", "zscore"])
@@ -318,8 +435,9 @@ def test_price_outliers_flag(method: str) -> None:
     out, report = clean(data, config(price={"method": method, "action": "flag"}))
     items = out["items"].set_index("item_id")
     assert sorted(items.index[items["price_outlier"]]) == ["lo", "x1", "x2", "x3"]
-    pd.testing.assert_series_equal(items["price"], data["items"].set_index("item_id")["price"]
-                                   .reindex(items.index))
+    pd.testing.assert_series_equal(
+        items["price"], data["items"].set_index("item_id")["price"].reindex(items.index)
+    )
     assert counts(report, "items") == ({"price_outlier_flagged": 4}, {})
 
 
@@ -384,9 +502,16 @@ def test_dominant_price_tier_does_not_flag_everything() -> None:
 
 
 def test_invalid_amount_or_quantity_is_dropped() -> None:
-    data = tables(orders=[order("o1"), order("o2", amount=0.0), order("o3", amount=-0.01),
-                          order("o4", quantity=0), order("o5", quantity=-2),
-                          order("o6", amount=np.inf)])
+    data = tables(
+        orders=[
+            order("o1"),
+            order("o2", amount=0.0),
+            order("o3", amount=-0.01),
+            order("o4", quantity=0),
+            order("o5", quantity=-2),
+            order("o6", amount=np.inf),
+        ]
+    )
     out, report = clean(data)
     assert ids(out, "orders") == ["o1", "o2"]
     assert counts(report, "orders") == ({}, {"invalid_amount": 4})
@@ -396,10 +521,14 @@ def test_invalid_amount_or_quantity_is_dropped() -> None:
 
 
 def test_timezone_is_normalised_to_utc() -> None:
-    data = tables(events=[event("e1", "view", 0, ts_offset_minutes=120),
-                          event("e2", "view", -14400, ts_offset_minutes=-330, iid="i2"),
-                          event("e3", "view", 3600, ts_offset_minutes=0, uid="u2"),
-                          event("e4", "view", 7200, uid="u2", iid="i2")])
+    data = tables(
+        events=[
+            event("e1", "view", 0, ts_offset_minutes=120),
+            event("e2", "view", -14400, ts_offset_minutes=-330, iid="i2"),
+            event("e3", "view", 3600, ts_offset_minutes=0, uid="u2"),
+            event("e4", "view", 7200, uid="u2", iid="i2"),
+        ]
+    )
     out, report = clean(data)
     ev = out["events"].set_index("event_id")
     assert ev.loc["e1", "ts"] == T0 - pd.Timedelta(minutes=120)
@@ -413,13 +542,16 @@ def test_timezone_is_normalised_to_utc() -> None:
 
 def future_data() -> dict[str, pd.DataFrame]:
     now = pd.Timestamp(NOW)
-    events = [event("e1", "view", updated_at=now - pd.Timedelta(hours=1)) | {
-                  "ts": now + pd.Timedelta(days=1)},
-              event("e2", "view", iid="i2") | {"ts": now + pd.Timedelta(hours=2),
-                                              "updated_at": now + pd.Timedelta(hours=3)},
-              event("e3", "view", uid="u2") | {"ts": now + pd.Timedelta(seconds=299)}]
-    orders = [order("o1", created_at=now + pd.Timedelta(days=30), updated_at=T0),
-              order("o2", created_at=now + pd.Timedelta(seconds=300))]
+    events = [
+        event("e1", "view", updated_at=now - pd.Timedelta(hours=1)) | {"ts": now + pd.Timedelta(days=1)},
+        event("e2", "view", iid="i2")
+        | {"ts": now + pd.Timedelta(hours=2), "updated_at": now + pd.Timedelta(hours=3)},
+        event("e3", "view", uid="u2") | {"ts": now + pd.Timedelta(seconds=299)},
+    ]
+    orders = [
+        order("o1", created_at=now + pd.Timedelta(days=30), updated_at=T0),
+        order("o2", created_at=now + pd.Timedelta(seconds=300)),
+    ]
     return tables(orders=orders, events=events)
 
 
@@ -476,9 +608,11 @@ def test_out_of_order_funnel_is_fixed() -> None:
 
 
 def test_out_of_order_cascades_through_moved_events() -> None:
-    events = [event("e1", "impression", 10, request_id="r1", position=0),
-              event("e2", "click", 0, request_id="r1"),
-              event("e3", "view", 0, request_id="r1")]
+    events = [
+        event("e1", "impression", 10, request_id="r1", position=0),
+        event("e2", "click", 0, request_id="r1"),
+        event("e3", "view", 0, request_id="r1"),
+    ]
     out, report = clean(tables(events=events))
     ts = out["events"].set_index("event_id")["ts"]
     assert ts["e3"] == ts["e2"] + pd.Timedelta(milliseconds=1) > T0 + pd.Timedelta(seconds=10)
@@ -497,9 +631,14 @@ def test_out_of_order_fix_can_be_disabled() -> None:
 
 def test_exact_duplicates_keep_smallest_event_id() -> None:
     same = {"request_id": "r1", "position": 3, "value": 1.0}
-    data = tables(events=[event("e9", "click", 0, **same), event("e2", "click", 0, **same),
-                          event("e5", "click", 0, **same, scene="other"),
-                          event("e7", "click", 0, request_id="r1", position=3, value=2.0)])
+    data = tables(
+        events=[
+            event("e9", "click", 0, **same),
+            event("e2", "click", 0, **same),
+            event("e5", "click", 0, **same, scene="other"),
+            event("e7", "click", 0, request_id="r1", position=3, value=2.0),
+        ]
+    )
     out, report = clean(data, config(duplicates={"near_window_seconds": 0}))
     # e7 differs in value: not an exact duplicate, but a near one (same ts) of e2
     assert ids(out, "events") == ["e2"]
@@ -507,10 +646,17 @@ def test_exact_duplicates_keep_smallest_event_id() -> None:
 
 
 def test_near_duplicates_are_measured_from_the_last_kept_event() -> None:
-    data = tables(events=[event("e1", "click", 0), event("e2", "click", 1.5),
-                          event("e3", "click", 3), event("e4", "click", 3.5),
-                          event("e5", "click", 5.0), event("e6", "view", 0.5),
-                          event("e7", "click", 0.5, uid="u2")])
+    data = tables(
+        events=[
+            event("e1", "click", 0),
+            event("e2", "click", 1.5),
+            event("e3", "click", 3),
+            event("e4", "click", 3.5),
+            event("e5", "click", 5.0),
+            event("e6", "view", 0.5),
+            event("e7", "click", 0.5, uid="u2"),
+        ]
+    )
     out, report = clean(data)
     # e3 is 1.5 s after e2 but 3 s after the last kept e1; e5 is exactly 2 s after e3
     assert ids(out, "events") == ["e1", "e3", "e6", "e7"]
@@ -518,21 +664,29 @@ def test_near_duplicates_are_measured_from_the_last_kept_event() -> None:
 
 
 def test_near_duplicate_impressions_key_on_request_and_position() -> None:
-    data = tables(events=[
-        event("e1", "impression", 0, request_id="r1", position=0),
-        event("e2", "impression", 0, request_id="r1", position=5),  # same list, other slot
-        event("e3", "impression", 1, request_id="r2", position=0),  # another request
-        event("e4", "impression", 1, request_id="r1", position=0),  # client double-fire
-        event("e5", "impression", 0), event("e6", "impression", 1),  # no request at all
-    ])
+    data = tables(
+        events=[
+            event("e1", "impression", 0, request_id="r1", position=0),
+            event("e2", "impression", 0, request_id="r1", position=5),  # same list, other slot
+            event("e3", "impression", 1, request_id="r2", position=0),  # another request
+            event("e4", "impression", 1, request_id="r1", position=0),  # client double-fire
+            event("e5", "impression", 0),
+            event("e6", "impression", 1),  # no request at all
+        ]
+    )
     out, report = clean(data)
     assert ids(out, "events") == ["e1", "e2", "e3", "e5"]
     assert counts(report, "events") == ({}, {"near_duplicate": 2})
 
 
 def test_near_duplicate_window_zero_only_collapses_equal_timestamps() -> None:
-    data = tables(events=[event("e1", "click", 0, value=1.0), event("e2", "click", 0, value=2.0),
-                          event("e3", "click", 0.001)])
+    data = tables(
+        events=[
+            event("e1", "click", 0, value=1.0),
+            event("e2", "click", 0, value=2.0),
+            event("e3", "click", 0.001),
+        ]
+    )
     out, report = clean(data, config(duplicates={"near_window_seconds": 0}))
     assert ids(out, "events") == ["e1", "e3"]
     assert counts(report, "events") == ({}, {"near_duplicate": 1})
@@ -545,8 +699,13 @@ def test_unknown_references_are_dropped() -> None:
     data = tables(
         users=[user("u1"), user("u2", created_at=None)],  # u2 is dropped: its facts orphaned
         orders=[order("o1"), order("o2", uid="u2"), order("o3", iid="i9")],
-        events=[event("e1"), event("e2", uid="u2"), event("e3", uid="u3"),
-                event("e4", iid="i9"), event("e5", uid="u3", iid="i9")],
+        events=[
+            event("e1"),
+            event("e2", uid="u2"),
+            event("e3", uid="u3"),
+            event("e4", iid="i9"),
+            event("e5", uid="u3", iid="i9"),
+        ],
     )
     out, report = clean(data)
     assert ids(out, "orders") == ["o1"] and ids(out, "events") == ["e1"]
@@ -563,8 +722,9 @@ def test_references_to_absent_tables_are_not_checked() -> None:
 
 
 def test_unknown_event_type_is_dropped() -> None:
-    data = tables(events=[event("e1", "click"), event("e2", "hover"), event("e3", "Click"),
-                          event("e4", "purchase", 10)])
+    data = tables(
+        events=[event("e1", "click"), event("e2", "hover"), event("e3", "Click"), event("e4", "purchase", 10)]
+    )
     out, report = clean(data)
     assert ids(out, "events") == ["e1", "e4"]
     assert counts(report, "events") == ({}, {"unknown_event_type": 2})
@@ -579,8 +739,14 @@ def test_report_helpers() -> None:
     report.dropped("events", "near_duplicate", 1)
     report.finish("events", 4)
     assert report.to_dict() == {
-        "tables": {"events": {"input": 5, "kept": 4, "fixed": {"timezone_normalized": 3},
-                              "dropped": {"near_duplicate": 1}}},
+        "tables": {
+            "events": {
+                "input": 5,
+                "kept": 4,
+                "fixed": {"timezone_normalized": 3},
+                "dropped": {"near_duplicate": 1},
+            }
+        },
         "totals": {"input": 5, "kept": 4, "fixed": 3, "dropped": 1},
     }
     with pytest.raises(ValueError):

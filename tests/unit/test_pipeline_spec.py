@@ -31,7 +31,11 @@ def test_compiled_ir_has_the_dag_and_the_project_image(tmp_path: Path) -> None:
     assert gate["triggerPolicy"]["condition"] == (
         "inputs.parameter_values['pipelinechannel--quality-gate-Output'] == true"
     )
-    assert list(ir["components"]["comp-condition-1"]["dag"]["tasks"]) == ["sync-store"]
+    inner = ir["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert set(inner) == {"train", "evaluate", "register", "sync-store"}
+    assert inner["evaluate"]["dependentTasks"] == ["train"]
+    assert sorted(inner["register"]["dependentTasks"]) == ["evaluate", "train"]
+    assert inner["sync-store"]["dependentTasks"] == ["register"]
     raw_in = tasks["clean"]["inputs"]["artifacts"]["raw"]["taskOutputArtifact"]
     assert raw_in == {"outputArtifactKey": "raw", "producerTask": "extract-load"}
     executors = ir["deploymentSpec"]["executors"]
@@ -106,7 +110,7 @@ def test_component_turns_a_domain_error_into_one_line(tmp_path: Path, capsys: py
     ]
 
 
-def test_sync_only_pipeline_imports_the_bundle(tmp_path: Path) -> None:
+def test_sync_only_pipeline_republishes_a_bundle(tmp_path: Path) -> None:
     from kfp import compiler
 
     from pipelines.training import build_sync_pipeline
@@ -115,8 +119,5 @@ def test_sync_only_pipeline_imports_the_bundle(tmp_path: Path) -> None:
     compiler.Compiler().compile(build_sync_pipeline(IMAGE), package_path=str(path))
     ir = yaml.safe_load(path.read_text())
     tasks = ir["root"]["dag"]["tasks"]
-    assert set(tasks) == {"importer", "sync-store"}
-    assert (
-        tasks["sync-store"]["inputs"]["artifacts"]["features"]["taskOutputArtifact"]["producerTask"]
-        == "importer"
-    )
+    assert set(tasks) == {"sync-store"}
+    assert tasks["sync-store"]["inputs"]["parameters"]["activate"]["runtimeValue"]["constant"] == "true"

@@ -1,21 +1,23 @@
-"""Step sync_store: copy the run's outputs into its bundle and publish it to the online store.
+"""Step sync_store: publish a bundle to the online store.
 
-A bundle is ``<data_dir>/bundles/<version>/`` (the version is the run id); ``bundles/LATEST.json``
-names the newest published one, which ``--sync-only`` / ``recsys store sync`` re-publish
-without recomputing anything.
+A bundle is ``<data_dir>/bundles/<version>/`` (the version is the run id). Its user and item
+vectors, the recall channels' lists and the users' recent histories are published under the
+version; the version becomes active when its model is the champion. ``bundles/LATEST.json``
+names the active one, which ``--sync-only`` / ``recsys store sync`` re-publish without
+recomputing anything (e.g. after a Redis restart).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm import tqdm
 
 from recsys.errors import PipelineError
-from recsys.steps.common import read_run, run_record_path, utc_now, write_json
+from recsys.steps.common import run_record_path, utc_now, write_json
 from recsys.steps.features import read_features
 from recsys.store import FallbackStore, FeatureBlock, OnlineStore, StoreSnapshot, open_store
 from recsys.store.base import redact
@@ -45,8 +47,26 @@ def open_online_store(url: str, fallback_url: str | None) -> OnlineStore:
     return FallbackStore(primary, open_store(fallback_url)) if fallback_url else primary
 
 
+HISTORY_CHANNEL = "history"
+
+
+def _recall_lists(bundle: Path) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    lists: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    if (bundle / "recall").exists():
+        from recsys.recall.engine import RecallEngine
+
+        lists.update(RecallEngine.load(bundle / "recall").to_lists())
+    if (bundle / "histories.parquet").exists():
+        hist = pd.read_parquet(bundle / "histories.parquet")
+        lists[HISTORY_CHANNEL] = {
+            str(u): [(i, float(-n)) for n, i in enumerate(items.split("|")) if i]
+            for u, items in zip(hist["user_id"], hist["items"], strict=True)
+        }
+    return lists
+
+
 def publish_bundle(
-    bundle: Path, store_url: str, fallback_url: str | None, *, progress: bool = True
+    bundle: Path, store_url: str, fallback_url: str | None, *, progress: bool = True, activate: bool = True
 ) -> dict[str, Any]:
     registry, users, items, meta = read_features(bundle / "features")
     version = bundle.name
@@ -67,6 +87,7 @@ def publish_bundle(
                 items[item_cols].to_numpy(dtype="float32"),
             ),
         },
+        recall=_recall_lists(bundle),
         meta={"schema_hash": registry.schema_hash, "as_of": meta.get("as_of"), "run_id": meta.get("run_id")},
     )
     bar = tqdm(desc="sync", unit="rec", disable=not progress, delay=0.5)
@@ -79,11 +100,12 @@ def publish_bundle(
     with open_online_store(store_url, fallback_url) as store:
         # versions are immutable: re-publishing one the store already holds just re-activates it
         if version in store.versions():
-            store.activate(version)
-            action = "activated"
+            if activate:
+                store.activate(version)
+            action = "activated" if activate else "already published"
         else:
-            store.publish(snapshot, progress=on_progress)
-            action = "published"
+            store.publish(snapshot, activate=activate, progress=on_progress)
+            action = "published and activated" if activate else "published (not active)"
         active = store.active_version()
     bar.close()
     return {
@@ -92,6 +114,7 @@ def publish_bundle(
         "active_version": active,
         "users": len(users),
         "items": len(items),
+        "recall_lists": {c: len(v) for c, v in snapshot.recall.items()},
         "store": redact(store_url),
         "fallback": redact(fallback_url) if fallback_url else None,
         "schema_hash": registry.schema_hash,
@@ -99,22 +122,21 @@ def publish_bundle(
 
 
 def sync_step(
-    *, features_dir: Path, data_dir: Path, store_url: str, fallback_url: str | None, progress: bool = True
+    *,
+    bundle: Path,
+    data_dir: Path,
+    store_url: str,
+    fallback_url: str | None,
+    activate: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    run_id, _ = read_run(features_dir)
-    bundle = bundles_dir(data_dir) / run_id
-    target = bundle / "features"
-    if target.resolve() != features_dir.resolve():
-        tmp = bundle / ".features.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(features_dir, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    result = publish_bundle(bundle, store_url, fallback_url, progress=progress)
-    write_json(
-        bundles_dir(data_dir) / LATEST,
-        {"version": run_id, "path": str(bundle.resolve()), "published_at": utc_now().isoformat()},
-    )
+    result = publish_bundle(bundle, store_url, fallback_url, progress=progress, activate=activate)
+    if activate:
+        write_json(
+            bundles_dir(data_dir) / LATEST,
+            {"version": bundle.name, "path": str(bundle.resolve()), "published_at": utc_now().isoformat()},
+        )
     result["bundle"] = str(bundle)
+    run_id = json.loads((bundle / "features" / "meta.json").read_text()).get("run_id", bundle.name)
     write_json(run_record_path(data_dir, run_id, "sync_store"), result)
     return result

@@ -1,0 +1,39 @@
+"""KFP component: recall channels + Faiss index, LightGBM ranker with ONNX export and parity check."""
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+def train(
+    cleaned: Input[Dataset],
+    features: Input[Dataset],
+    data_dir: str,
+    recall_config: str,
+    ranking_config: str,
+    training_config: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> None:
+    """Train on a time split, evaluate on the holdout, write ranker/, recall/ and training.json."""
+    import json
+    from pathlib import Path
+
+    from recsys.steps import emit_result, step_guard
+    from recsys.steps.train import train_step
+
+    with step_guard():
+        result = train_step(
+            cleaned_dir=Path(cleaned.path),
+            features_dir=Path(features.path),
+            recall_config=json.loads(recall_config),
+            ranking_config=json.loads(ranking_config),
+            training_config=json.loads(training_config),
+            data_dir=Path(data_dir),
+            model_dir=Path(model.path),
+        )
+    emit_result("train", {k: v for k, v in result.items() if k != "evaluation"})
+    for key in ("holdout_auc", "holdout_logloss", "valid_ndcg10", "e2e_ndcg_at_20", "e2e_recall_at_20"):
+        if key in result["metrics"]:
+            metrics.log_metric(key, result["metrics"][key])
+    metrics.log_metric("onnx_max_abs_diff", result["onnx_max_abs_diff"])
+    model.metadata["objective"] = result["objective"]
+    model.metadata["schema_hash"] = result["schema_hash"]

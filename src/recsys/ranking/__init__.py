@@ -1,0 +1,1 @@
+"""Ranking: LightGBM (binary or lambdarank, chosen on validation), a logistic fallback, ONNX."""

@@ -1,0 +1,90 @@
+"""Fusing the channels' lists into one candidate set, and the ranker's per-channel features.
+
+Raw channel scores are not comparable (a co-occurrence weight, a cosine, a popularity mass),
+so each list is normalized first: by rank (``1 / (rank + offset)``, the default, robust to
+score scales) or by min-max within the list. A candidate keeps which channels produced it and
+at what rank, which the ranker uses as features.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+from recsys.errors import InvalidInput
+from recsys.recall.lists import RecallList
+
+Method = Literal["reciprocal_rank", "minmax"]
+
+
+class Candidate(NamedTuple):
+    item_id: str
+    score: float  # fused
+    channels: dict[str, tuple[int, float]]  # channel -> (rank from 0, raw channel score)
+
+
+def normalize(items: RecallList, method: Method = "reciprocal_rank", rank_offset: float = 1.0) -> list[float]:
+    if method == "reciprocal_rank":
+        return [1.0 / (rank + rank_offset) for rank in range(len(items))]
+    if method == "minmax":
+        if not items:
+            return []
+        scores = [s for _, s in items]
+        lo, hi = min(scores), max(scores)
+        # a list of equal scores carries no order information: every entry counts fully
+        return [1.0 if hi == lo else (s - lo) / (hi - lo) for s in scores]
+    raise InvalidInput(f"recall: unknown fusion method {method!r}")
+
+
+def fuse(
+    results: dict[str, RecallList],
+    weights: dict[str, float],
+    k: int,
+    exclude: set[str] | frozenset[str] = frozenset(),
+    *,
+    method: Method = "reciprocal_rank",
+    rank_offset: float = 1.0,
+) -> list[Candidate]:
+    """Weighted sum of normalized channel scores per item, best ``k`` first (ties by item id).
+
+    A channel missing from ``weights`` weighs 1. Excluded items and repeats within a channel
+    are dropped before ranks are assigned, so rank 0 is a channel's best admissible item.
+    """
+    fused: dict[str, float] = {}
+    provenance: dict[str, dict[str, tuple[int, float]]] = {}
+    for channel, items in results.items():
+        weight = weights.get(channel, 1.0)
+        seen: set[str] = set()
+        kept: RecallList = []
+        for item, score in items:
+            if item not in exclude and item not in seen:
+                seen.add(item)
+                kept.append((item, score))
+        for rank, ((item, score), norm) in enumerate(zip(kept, normalize(kept, method, rank_offset),
+                                                         strict=True)):
+            fused[item] = fused.get(item, 0.0) + weight * norm
+            provenance.setdefault(item, {})[channel] = (rank, float(score))
+    order = sorted(fused, key=lambda i: (-fused[i], i))[: max(k, 0)]
+    return [Candidate(i, fused[i], provenance[i]) for i in order]
+
+
+def feature_names(channels: list[str]) -> list[str]:
+    return [f"recall_{c}_{kind}" for c in channels for kind in ("rr", "hit")] + [
+        "recall_fused_score", "recall_channel_count"]
+
+
+def candidate_features(candidates: list[Candidate], channels: list[str]) -> tuple[list[str], np.ndarray]:
+    """Per channel: reciprocal rank 1/(rank+1) (0 if absent) and a 0/1 indicator; then the fused
+    score and how many channels produced the candidate. One row per candidate, float32."""
+    names = feature_names(channels)
+    out = np.zeros((len(candidates), len(names)), np.float32)
+    col = {c: 2 * n for n, c in enumerate(channels)}
+    for row, cand in enumerate(candidates):
+        for channel, (rank, _) in cand.channels.items():
+            if channel in col:
+                out[row, col[channel]] = 1.0 / (rank + 1)
+                out[row, col[channel] + 1] = 1.0
+        out[row, -2] = cand.score
+        out[row, -1] = len(cand.channels)
+    return names, out
