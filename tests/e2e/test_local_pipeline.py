@@ -204,3 +204,74 @@ def test_corrupted_prices_stop_at_the_quality_gate(data_dir: Path) -> None:
     assert "FAIL" in html and "items.price null_rate" in html
     status = recsys("store", "status", "--json", "--data-dir", str(data_dir), cwd=data_dir)
     assert json.loads(status.stdout)["active_version"] == active_before  # nothing was published
+
+
+def run_cli_json(data_dir: Path, *args: str) -> dict | list:
+    proc = recsys(*args, "--json", "--data-dir", str(data_dir), cwd=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_models_recommendations_and_rollback(data_dir: Path, tmp_path: Path) -> None:
+    versions = run_cli_json(data_dir, "model", "list")
+    champion = [v for v in versions if "champion" in v["aliases"]]
+    assert len(champion) == 1
+    champion_bundle = champion[0]["bundle_version"]
+
+    # one user's list, with the channels behind each item; a cold user gets popular items
+    engine = create_engine(f"sqlite:///{data_dir / 'source.db'}")
+    with engine.connect() as conn:
+        user = conn.execute(
+            sa.text("select user_id from events where event_type='click' limit 1")
+        ).scalar_one()
+    engine.dispose()
+    known = run_cli_json(data_dir, "recommend", "user", user, "--k", "5")
+    assert known["bundle"] == champion_bundle and len(known["items"]) == 5
+    assert all(item["channels"] for item in known["items"])
+    cold = run_cli_json(data_dir, "recommend", "user", "never-seen-user", "--k", "3")
+    assert len(cold["items"]) == 3 and all("popular" in i["channels"] for i in cold["items"])
+
+    users_file = tmp_path / "users.txt"
+    users_file.write_text(f"{user}\nnever-seen-user\n")
+    out = tmp_path / "recs.csv"
+    proc = recsys(
+        "recommend",
+        "batch",
+        "--users",
+        str(users_file),
+        "--k",
+        "4",
+        "-o",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+        cwd=data_dir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = out.read_text().strip().splitlines()
+    assert rows[0] == "user_id,rank,item_id,score" and len(rows) == 1 + 2 * 4
+    # items the user already clicked are not recommended back
+    with create_engine(f"sqlite:///{data_dir / 'source.db'}").connect() as conn:
+        clicked = set(
+            conn.execute(
+                sa.text(
+                    "select item_id from events where user_id=:u and event_type "
+                    "in ('click','add_to_cart','purchase')"
+                ),
+                {"u": user},
+            ).scalars()
+        )
+    assert not clicked & {r.split(",")[2] for r in rows[1:] if r.startswith(f"{user},")}
+
+    proc = recsys("recommend", "user", user, "--k", "0", "--data-dir", str(data_dir), cwd=data_dir)
+    assert proc.returncode == 2 and "--k" in proc.stderr
+
+    proc = recsys("model", "rollback", "--json", "--data-dir", str(data_dir), cwd=data_dir)
+    if proc.returncode == 0:  # an earlier champion exists: it is back, and serving with it
+        rolled = json.loads(proc.stdout)
+        assert rolled["champion"]["bundle_version"] != champion_bundle
+        status = run_cli_json(data_dir, "store", "status")
+        assert status["active_version"] == rolled["champion"]["bundle_version"]
+    else:  # only one champion ever: rollback says so and changes nothing
+        assert proc.returncode == 2 and "no previous champion" in proc.stderr
+        assert run_cli_json(data_dir, "model", "list") == versions

@@ -54,13 +54,10 @@ def _fences(values: pd.Series, keys: pd.Series, cfg: PriceOutlierConfig) -> pd.D
     median = grouped.median()
     mad = (values - keys.map(median)).abs().groupby(keys, sort=False).median()
     scale = (MAD_TO_SIGMA * mad).clip(lower=MIN_LOG_SPREAD / IQR_PER_SIGMA)
-    return pd.DataFrame({"lo": median - cfg.z_threshold * scale,
-                         "hi": median + cfg.z_threshold * scale})
+    return pd.DataFrame({"lo": median - cfg.z_threshold * scale, "hi": median + cfg.z_threshold * scale})
 
 
-def row_fences(
-    price: pd.Series, category: pd.Series, cfg: PriceOutlierConfig
-) -> tuple[pd.Series, pd.Series]:
+def row_fences(price: pd.Series, category: pd.Series, cfg: PriceOutlierConfig) -> tuple[pd.Series, pd.Series]:
     """Per-row (low, high) fences on log price; NaN for unpriced rows or too little data.
 
     A category with fewer than ``min_group_size`` priced items uses the global fences

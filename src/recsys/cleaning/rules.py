@@ -160,9 +160,7 @@ def drop_unknown_item(frame: pd.DataFrame, ctx: RuleContext) -> pd.DataFrame:
     return _drop_orphans(frame, ctx, "items", "item_id", "unknown_item")
 
 
-def _drop_orphans(
-    frame: pd.DataFrame, ctx: RuleContext, parent: str, key: str, reason: str
-) -> pd.DataFrame:
+def _drop_orphans(frame: pd.DataFrame, ctx: RuleContext, parent: str, key: str, reason: str) -> pd.DataFrame:
     if parent not in ctx.parents:
         return frame  # the parent table was not part of this run: nothing to check against
     return ctx.drop(frame, ~frame[key].isin(ctx.parents[parent][key]), reason)
@@ -173,9 +171,7 @@ def normalize_timezone(frame: pd.DataFrame, ctx: RuleContext) -> pd.DataFrame:
     local = offset.notna() & (offset != 0)
     if local.any():
         # ts_local = ts_utc + offset, so subtracting the offset gives UTC back
-        frame.loc[local, "ts"] = frame.loc[local, "ts"] - pd.to_timedelta(
-            offset[local], unit="min"
-        )
+        frame.loc[local, "ts"] = frame.loc[local, "ts"] - pd.to_timedelta(offset[local], unit="min")
         frame.loc[local, "ts_offset_minutes"] = 0
         ctx.fixed("timezone_normalized", int(local.sum()))
     return frame

@@ -15,9 +15,7 @@ FUNNEL_RANK: dict[str, int] = {name: rank for rank, name in enumerate(FUNNEL)}
 FUNNEL_STEP = pd.Timedelta(milliseconds=1)
 
 
-def enforce_funnel_order(
-    ts: pd.Series, rank: pd.Series, group: pd.Series
-) -> tuple[pd.Series, pd.Series]:
+def enforce_funnel_order(ts: pd.Series, rank: pd.Series, group: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Move each event to >= the latest earlier-stage event of its group, + 1 ms if it was before.
 
     Stages are processed in funnel order so a moved click also pushes the purchase behind it.

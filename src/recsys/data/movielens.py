@@ -58,9 +58,7 @@ def _numeric(col: pd.Series, name: str, field: str) -> pd.Series:
     bad = values.isna()
     if bad.any():
         pos = int(bad.to_numpy().argmax())
-        raise InvalidInput(
-            f"movielens: {name}:{pos + 2}: {field}: {col.iloc[pos]!r} is not a number"
-        )
+        raise InvalidInput(f"movielens: {name}:{pos + 2}: {field}: {col.iloc[pos]!r} is not a number")
     return values
 
 
@@ -81,12 +79,7 @@ def _item_tags(movies: pd.DataFrame, tags: pd.DataFrame) -> pd.Series:
     both = pd.concat([genres, user], ignore_index=True)
     # '|' is the separator of the contract, so a tag may not contain it
     both["tag"] = (
-        both["tag"]
-        .fillna("")
-        .str.lower()
-        .str.replace("|", " ", regex=False)
-        .str.split()
-        .str.join(" ")
+        both["tag"].fillna("").str.lower().str.replace("|", " ", regex=False).str.split().str.join(" ")
     )
     both = both[both["tag"] != ""].sort_values("order", kind="stable")
     both = both.drop_duplicates(["movieId", "tag"])
@@ -95,9 +88,7 @@ def _item_tags(movies: pd.DataFrame, tags: pd.DataFrame) -> pd.Series:
 
 def _items(movies: pd.DataFrame, ratings: pd.DataFrame, tags: pd.DataFrame) -> pd.DataFrame:
     movies = movies.drop_duplicates("movieId", keep="last").set_index("movieId")
-    genre_words = (
-        movies["genres"].where(movies["genres"] != NO_GENRES, "").str.replace("|", " ", regex=False)
-    )
+    genre_words = movies["genres"].where(movies["genres"] != NO_GENRES, "").str.replace("|", " ", regex=False)
     first_genre = movies["genres"].str.split("|").str[0]
     year = pd.to_numeric(movies["title"].str.extract(r"\((\d{4})\)\s*$")[0], errors="coerce")
     year_ts = pd.to_datetime(year.astype("Int64").astype(str) + "-01-01", errors="coerce")
@@ -108,9 +99,7 @@ def _items(movies: pd.DataFrame, ratings: pd.DataFrame, tags: pd.DataFrame) -> p
     fallback = earliest if pd.notna(earliest) else pd.Timestamp("1970-01-01")
     created = first_rating.fillna(year_ts).fillna(first_tag).fillna(fallback)
     last = (
-        pd.concat(
-            [ratings.groupby("movieId")["ts"].max(), tags.groupby("movieId")["ts"].max()], axis=1
-        )
+        pd.concat([ratings.groupby("movieId")["ts"].max(), tags.groupby("movieId")["ts"].max()], axis=1)
         .max(axis=1)
         .reindex(movies.index)
     )
@@ -204,9 +193,7 @@ def load_movielens(path: Path, *, like_threshold: float = 4.0) -> dict[str, pd.D
     ratings["ts"] = _to_utc(ratings["timestamp"])
     tags["ts"] = _to_utc(tags["timestamp"])
     # a (user, movie) pair is one event id; if rated twice, the latest rating wins
-    ratings = ratings.sort_values("ts", kind="stable").drop_duplicates(
-        ["userId", "movieId"], keep="last"
-    )
+    ratings = ratings.sort_values("ts", kind="stable").drop_duplicates(["userId", "movieId"], keep="last")
     _check_known_movies(ratings, "ratings.csv", movies)
     _check_known_movies(tags, "tags.csv", movies)
     return {

@@ -7,6 +7,7 @@ Files: ``model.onnx`` (default runtime), ``model.txt`` (LightGBM native), ``logi
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,22 +27,31 @@ ONNX_FILE, NATIVE_FILE, LOGISTIC_FILE, INFO_FILE = "model.onnx", "model.txt", "l
 def save_ranker(
     trained: TrainedRanker, directory: Path, *, schema_hash: str, parity_rows: np.ndarray, tolerance: float
 ) -> dict[str, Any]:
-    """Write all three runtimes; the ONNX parity check must pass before anything is declared."""
-    directory.mkdir(parents=True, exist_ok=True)
-    trained.booster.save_model(str(directory / NATIVE_FILE))
-    export_onnx(trained.booster, len(trained.feature_names), directory / ONNX_FILE)
-    diff = check_parity(trained.booster, directory / ONNX_FILE, parity_rows, tolerance)
-    trained.logistic.save(directory / LOGISTIC_FILE)
-    info = {
-        "objective": trained.objective,
-        "feature_names": trained.feature_names,
-        "schema_hash": schema_hash,
-        "metrics": trained.metrics,
-        "onnx_max_abs_diff": diff,
-        "onnx_parity_rows": len(parity_rows),
-        "trees": trained.booster.current_iteration(),
-    }
-    (directory / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    """Write all three runtimes into a temporary directory, check ONNX parity, then swap it in:
+    a model that fails the check never replaces the one a directory already holds."""
+    staging = directory.with_name(f".{directory.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        trained.booster.save_model(str(staging / NATIVE_FILE))
+        export_onnx(trained.booster, len(trained.feature_names), staging / ONNX_FILE)
+        diff = check_parity(trained.booster, staging / ONNX_FILE, parity_rows, tolerance)
+        trained.logistic.save(staging / LOGISTIC_FILE)
+        info = {
+            "objective": trained.objective,
+            "feature_names": trained.feature_names,
+            "schema_hash": schema_hash,
+            "metrics": trained.metrics,
+            "onnx_max_abs_diff": diff,
+            "onnx_parity_rows": len(parity_rows),
+            "trees": trained.booster.current_iteration(),
+        }
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
     return info
 
 

@@ -54,6 +54,8 @@ def onnx_session(path: Path) -> ort.InferenceSession:
     # one request scores ~300 rows: thread fan-out costs more than it saves
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    # onnxmltools declares the unused `label` output as shape [1]: ORT warns on every batch
+    options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -57,7 +57,11 @@ def history_weights(history: list[str], params: HistoryParams) -> list[tuple[str
 
 
 def lists_from_entries(
-    vocab: np.ndarray, key_ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, scores: np.ndarray,
+    vocab: np.ndarray,
+    key_ids: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    scores: np.ndarray,
     limit: int | None = None,
 ) -> RankedLists:
     """Lists keyed by ``key_ids[row]`` from (row, item column, score) entries."""
@@ -93,8 +97,11 @@ class RecallChannel(ABC):
     def fit(self, data: RecallData) -> None:
         self.stats, self.lists = {}, RankedLists.empty()
         n = len(data.interactions)
-        reason = (f"{n} interactions < min_interactions {self.params.min_interactions}"
-                  if n < self.params.min_interactions else self._fit(data))
+        reason = (
+            f"{n} interactions < min_interactions {self.params.min_interactions}"
+            if n < self.params.min_interactions
+            else self._fit(data)
+        )
         if reason:
             self.enabled, self.disabled_reason, self.lists = False, reason, RankedLists.empty()
             log.warning("recall: channel %s disabled: %s", self.name, reason)
@@ -120,9 +127,16 @@ class RecallChannel(ABC):
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT_VERSION, "type": self.type, "name": self.name,
-                "params": self.params.model_dump(), "enabled": self.enabled,
-                "disabled_reason": self.disabled_reason, "stats": self.stats, "state": self._state()}
+        meta = {
+            "format": FORMAT_VERSION,
+            "type": self.type,
+            "name": self.name,
+            "params": self.params.model_dump(),
+            "enabled": self.enabled,
+            "disabled_reason": self.disabled_reason,
+            "stats": self.stats,
+            "state": self._state(),
+        }
         (directory / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
         self.lists.save(directory / "lists.parquet")
         if self.enabled:
@@ -136,8 +150,10 @@ class RecallChannel(ABC):
             raise InvalidInput(f"recall: {path} is missing")
         meta = json.loads(path.read_text())
         if meta.get("type") != cls.type or meta.get("format") != FORMAT_VERSION:
-            raise InvalidInput(f"recall: {directory} holds a {meta.get('type')!r} channel "
-                               f"(format {meta.get('format')}), not {cls.type!r} (format {FORMAT_VERSION})")
+            raise InvalidInput(
+                f"recall: {directory} holds a {meta.get('type')!r} channel "
+                f"(format {meta.get('format')}), not {cls.type!r} (format {FORMAT_VERSION})"
+            )
         channel = cls(meta["name"], meta["params"] if params is None else params)
         channel.enabled, channel.disabled_reason = meta["enabled"], meta["disabled_reason"]
         channel.stats = meta["stats"]

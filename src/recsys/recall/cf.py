@@ -85,9 +85,7 @@ class UserCF(RecallChannel):
             return "no two users share an item"
         nbrs = sp.csr_matrix((sims, (rows, cols)), shape=(len(users), len(users)))
         seen = (r != 0).astype(np.float64).tocsr()
-        rows, cols, scores = sparse_topn(
-            nbrs, seen, p.list_size, col_mask=data.active_mask, exclude=seen
-        )
+        rows, cols, scores = sparse_topn(nbrs, seen, p.list_size, col_mask=data.active_mask, exclude=seen)
         if not len(rows):
             return "similar users have no item the user lacks"
         self.lists = lists_from_entries(data.item_vocab, users, rows, cols, scores)

@@ -55,7 +55,11 @@ class Content(NeighbourChannel):
         except ValueError as e:  # every document empty after tokenizing and stop words
             return f"no TF-IDF terms: {e}"
         rows, cols, scores = sparse_topn(
-            x, x.T.tocsr(), p.neighbours, skip_diagonal=True, col_mask=data.active_mask,
+            x,
+            x.T.tocsr(),
+            p.neighbours,
+            skip_diagonal=True,
+            col_mask=data.active_mask,
             min_score=p.min_similarity,
         )
         if not len(rows):

@@ -23,8 +23,10 @@ def check_weights(weights: dict[str, float]) -> dict[str, float]:
         if event_type == "impression":
             raise ConfigError("recall: interaction_weights.impression: impressions are not feedback")
         if event_type not in DEFAULT_WEIGHTS:
-            raise ConfigError(f"recall: interaction_weights.{event_type}: unknown event type "
-                              f"(expected {', '.join(DEFAULT_WEIGHTS)})")
+            raise ConfigError(
+                f"recall: interaction_weights.{event_type}: unknown event type "
+                f"(expected {', '.join(DEFAULT_WEIGHTS)})"
+            )
         if not math.isfinite(w) or w < 0:
             raise ConfigError(f"recall: interaction_weights.{event_type}: {w!r} must be >= 0")
     return dict(weights)
@@ -109,8 +111,9 @@ class RecallData:
         """user_id, item_id, r (sum of weight x decay), last_ts: one row per (user, item)."""
         key = ("strengths", half_life_days)
         if key not in self._cache:
-            df = self.interactions.assign(r=self.interactions["weight"] * self.decay(
-                self.interactions["ts"], half_life_days))
+            df = self.interactions.assign(
+                r=self.interactions["weight"] * self.decay(self.interactions["ts"], half_life_days)
+            )
             self._cache[key] = (
                 df.groupby(["user_id", "item_id"], sort=True)
                 .agg(r=("r", "sum"), last_ts=("ts", "max"))

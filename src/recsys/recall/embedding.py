@@ -39,8 +39,9 @@ class IndexDimensionMismatch(RecsysError):
 def check_dimension(index: faiss.Index, vectors: np.ndarray) -> None:
     if vectors.ndim != 2 or index.d != vectors.shape[1]:
         dim = vectors.shape[1] if vectors.ndim == 2 else vectors.shape
-        raise IndexDimensionMismatch(f"recall: Faiss index has dimension {index.d} but the embeddings "
-                                     f"have dimension {dim}")
+        raise IndexDimensionMismatch(
+            f"recall: Faiss index has dimension {index.d} but the embeddings have dimension {dim}"
+        )
 
 
 class EmbeddingParams(HistoryParams):
@@ -149,8 +150,12 @@ class Embedding(RecallChannel):
             return "no active item has an interaction"
         start = time.perf_counter()
         self.index = build_index(self.vectors[self.index_rows], p)
-        self.stats.update(index=type(self.index).__name__, dim=dim, items=len(self.index_rows),
-                          build_seconds=round(time.perf_counter() - start, 3))
+        self.stats.update(
+            index=type(self.index).__name__,
+            dim=dim,
+            items=len(self.index_rows),
+            build_seconds=round(time.perf_counter() - start, 3),
+        )
         self._measure(p)
         self._row = {str(i): n for n, i in enumerate(self.item_ids)}
         if p.publish_neighbours:
@@ -172,8 +177,9 @@ class Embedding(RecallChannel):
         rows = np.repeat(np.arange(len(self.vectors)), k)
         cols, sc = self.index_rows[np.clip(pos.ravel(), 0, None)], scores.ravel()
         keep = (pos.ravel() >= 0) & (cols != rows)
-        self.lists = lists_from_entries(self.item_ids, self.item_ids, rows[keep], cols[keep], sc[keep],
-                                        limit=p.neighbours)
+        self.lists = lists_from_entries(
+            self.item_ids, self.item_ids, rows[keep], cols[keep], sc[keep], limit=p.neighbours
+        )
 
     def user_vector(self, history: list[str]) -> np.ndarray | None:
         p: EmbeddingParams = self.params  # type: ignore[assignment]
@@ -197,7 +203,8 @@ class Embedding(RecallChannel):
         in_index = np.zeros(len(self.item_ids), bool)
         in_index[self.index_rows] = True
         pd.DataFrame({"item_id": self.item_ids, "in_index": in_index}).to_parquet(
-            directory / "items.parquet", index=False)
+            directory / "items.parquet", index=False
+        )
         faiss.write_index(self.index, str(directory / "index.faiss"))
 
     def _load_arrays(self, directory: Path) -> None:
@@ -212,7 +219,9 @@ class Embedding(RecallChannel):
         self.index = faiss.read_index(str(directory / "index.faiss"))
         check_dimension(self.index, self.vectors)
         if self.index.ntotal != len(self.index_rows):
-            raise InvalidInput(f"recall: {directory}: index holds {self.index.ntotal} vectors, "
-                               f"items.parquet marks {len(self.index_rows)}")
+            raise InvalidInput(
+                f"recall: {directory}: index holds {self.index.ntotal} vectors, "
+                f"items.parquet marks {len(self.index_rows)}"
+            )
         tune_index(self.index, self.params)  # type: ignore[arg-type]
         self._row = {str(i): n for n, i in enumerate(self.item_ids)}

@@ -26,12 +26,18 @@ ENGINE_FILE = "engine.json"
 class RecallEngine:
     """Channels in config order; ``recall`` runs them (sequentially) and fuses their lists."""
 
-    def __init__(self, config: RecallConfig, channels: list[RecallChannel] | None = None,
-                 exclusion: ExclusionFilter | None = None) -> None:
+    def __init__(
+        self,
+        config: RecallConfig,
+        channels: list[RecallChannel] | None = None,
+        exclusion: ExclusionFilter | None = None,
+    ) -> None:
         self.config = config
-        self.channels = channels if channels is not None else [
-            CHANNELS[c.type](c.name, c.parsed_params()) for c in config.active
-        ]
+        self.channels = (
+            channels
+            if channels is not None
+            else [CHANNELS[c.type](c.name, c.parsed_params()) for c in config.active]
+        )
         self.exclusion = exclusion or ExclusionFilter()
         self.weights = {c.name: c.weight for c in config.active}
         self.k = {c.name: c.k for c in config.active}
@@ -50,7 +56,8 @@ class RecallEngine:
     def fit_all(self, data: RecallData) -> dict[str, float]:
         """Fit every channel; returns seconds per channel (also in each channel's stats)."""
         self.exclusion = ExclusionFilter.from_data(
-            data, exclude_purchased=self.config.filter.exclude_purchased,
+            data,
+            exclude_purchased=self.config.filter.exclude_purchased,
             exclude_inactive=self.config.filter.exclude_inactive,
         )
         for channel in self.channels:
@@ -58,8 +65,12 @@ class RecallEngine:
             channel.fit(data)
             self.fit_seconds[channel.name] = round(time.perf_counter() - start, 3)
             channel.stats["fit_seconds"] = self.fit_seconds[channel.name]
-            log.info("recall: fitted %s in %.2fs (%s)", channel.name, self.fit_seconds[channel.name],
-                     "enabled" if channel.enabled else f"disabled: {channel.disabled_reason}")
+            log.info(
+                "recall: fitted %s in %.2fs (%s)",
+                channel.name,
+                self.fit_seconds[channel.name],
+                "enabled" if channel.enabled else f"disabled: {channel.disabled_reason}",
+            )
         return dict(self.fit_seconds)
 
     def recall_channels(
@@ -79,14 +90,22 @@ class RecallEngine:
         return out
 
     def recall(
-        self, user_id: str, ctx: RecallContext, k_per_channel: dict[str, int] | int | None = None,
+        self,
+        user_id: str,
+        ctx: RecallContext,
+        k_per_channel: dict[str, int] | int | None = None,
         k: int | None = None,
     ) -> list[Candidate]:
         results = self.recall_channels(user_id, ctx, k_per_channel)
         fusion = self.config.fusion
-        return fuse(results, self.weights, fusion.k if k is None else k,
-                    self.exclusion.exclude_for(user_id, ctx.exclude),
-                    method=fusion.method, rank_offset=fusion.rank_offset)
+        return fuse(
+            results,
+            self.weights,
+            fusion.k if k is None else k,
+            self.exclusion.exclude_for(user_id, ctx.exclude),
+            method=fusion.method,
+            rank_offset=fusion.rank_offset,
+        )
 
     def candidate_features(self, candidates: list[Candidate]) -> tuple[list[str], np.ndarray]:
         """Ranker features of ``candidates``: a column pair per configured channel (disabled
@@ -103,9 +122,15 @@ class RecallEngine:
         for channel in self.channels:
             channel.save(directory / "channels" / channel.name)
         self.exclusion.save(directory / "filter")
-        meta = {"format": 1, "config": self.config.model_dump(mode="json"), "fit_seconds": self.fit_seconds,
-                "channels": {c.name: {"enabled": c.enabled, "disabled_reason": c.disabled_reason,
-                                      "stats": c.stats} for c in self.channels}}
+        meta = {
+            "format": 1,
+            "config": self.config.model_dump(mode="json"),
+            "fit_seconds": self.fit_seconds,
+            "channels": {
+                c.name: {"enabled": c.enabled, "disabled_reason": c.disabled_reason, "stats": c.stats}
+                for c in self.channels
+            },
+        }
         (directory / ENGINE_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
 
     @classmethod

@@ -17,8 +17,9 @@ class ExclusionFilter:
     purchased: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_data(cls, data: RecallData, *, exclude_purchased: bool = True,
-                  exclude_inactive: bool = True) -> ExclusionFilter:
+    def from_data(
+        cls, data: RecallData, *, exclude_purchased: bool = True, exclude_inactive: bool = True
+    ) -> ExclusionFilter:
         inactive = set(data.items.loc[~data.active_mask, "item_id"]) if exclude_inactive else set()
         purchased: dict[str, set[str]] = {}
         if exclude_purchased:
@@ -43,10 +44,12 @@ class ExclusionFilter:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"item_id": sorted(self.inactive)}, dtype=object).to_parquet(
-            directory / "inactive.parquet", index=False)
+            directory / "inactive.parquet", index=False
+        )
         pairs = [(u, i) for u, items in sorted(self.purchased.items()) for i in sorted(items)]
         pd.DataFrame(pairs, columns=["user_id", "item_id"], dtype=object).to_parquet(
-            directory / "purchased.parquet", index=False)
+            directory / "purchased.parquet", index=False
+        )
 
     @classmethod
     def load(cls, directory: Path) -> ExclusionFilter:

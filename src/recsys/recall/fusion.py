@@ -61,8 +61,9 @@ def fuse(
             if item not in exclude and item not in seen:
                 seen.add(item)
                 kept.append((item, score))
-        for rank, ((item, score), norm) in enumerate(zip(kept, normalize(kept, method, rank_offset),
-                                                         strict=True)):
+        for rank, ((item, score), norm) in enumerate(
+            zip(kept, normalize(kept, method, rank_offset), strict=True)
+        ):
             fused[item] = fused.get(item, 0.0) + weight * norm
             provenance.setdefault(item, {})[channel] = (rank, float(score))
     order = sorted(fused, key=lambda i: (-fused[i], i))[: max(k, 0)]
@@ -71,7 +72,9 @@ def fuse(
 
 def feature_names(channels: list[str]) -> list[str]:
     return [f"recall_{c}_{kind}" for c in channels for kind in ("rr", "hit")] + [
-        "recall_fused_score", "recall_channel_count"]
+        "recall_fused_score",
+        "recall_channel_count",
+    ]
 
 
 def candidate_features(candidates: list[Candidate], channels: list[str]) -> tuple[list[str], np.ndarray]:

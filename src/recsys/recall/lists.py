@@ -37,12 +37,22 @@ class RankedLists:
 
     @classmethod
     def empty(cls) -> RankedLists:
-        return cls(np.array([], dtype=object), [], np.zeros(1, np.int64), np.zeros(0, np.int64),
-                   np.zeros(0, np.float32))
+        return cls(
+            np.array([], dtype=object),
+            [],
+            np.zeros(1, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+        )
 
     @classmethod
     def from_entries(
-        cls, vocab: np.ndarray, keys: list[str], rows: np.ndarray, items: np.ndarray, scores: np.ndarray,
+        cls,
+        vocab: np.ndarray,
+        keys: list[str],
+        rows: np.ndarray,
+        items: np.ndarray,
+        scores: np.ndarray,
         limit: int | None = None,
     ) -> RankedLists:
         """Group (key row, item index, score) entries into lists ranked by score, then item id.
@@ -83,8 +93,11 @@ class RankedLists:
     def save(self, path: Path) -> None:
         key_col = np.repeat(np.asarray(self.keys, dtype=object), np.diff(self.indptr))
         frame = pd.DataFrame(
-            {"key": key_col, "item_id": self.vocab[self.items] if len(self.items) else [],
-             "score": self.scores.astype(np.float32)}
+            {
+                "key": key_col,
+                "item_id": self.vocab[self.items] if len(self.items) else [],
+                "score": self.scores.astype(np.float32),
+            }
         )
         frame.to_parquet(path, index=False)
 
@@ -97,8 +110,9 @@ class RankedLists:
         items = np.searchsorted(vocab, frame["item_id"].to_numpy(dtype=object)) if len(frame) else []
         keys, rows = pd.unique(frame["key"]).tolist(), pd.factorize(frame["key"])[0]
         # saved lists are already ranked; from_entries re-sorts stably to the same order
-        return cls.from_entries(vocab, keys, rows, np.asarray(items, np.int64),
-                                frame["score"].to_numpy(np.float32))
+        return cls.from_entries(
+            vocab, keys, rows, np.asarray(items, np.int64), frame["score"].to_numpy(np.float32)
+        )
 
 
 def accumulate(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,9 +151,15 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int, exclude: set[str]) -> Rec
 
 
 def sparse_topn(
-    left: sp.csr_matrix, right: sp.csr_matrix, n: int, *, skip_diagonal: bool = False,
-    col_mask: np.ndarray | None = None, exclude: sp.csr_matrix | None = None,
-    min_score: float = 0.0, dense_budget: int = 8_000_000,
+    left: sp.csr_matrix,
+    right: sp.csr_matrix,
+    n: int,
+    *,
+    skip_diagonal: bool = False,
+    col_mask: np.ndarray | None = None,
+    exclude: sp.csr_matrix | None = None,
+    min_score: float = 0.0,
+    dense_budget: int = 8_000_000,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-``n`` columns of each row of ``left @ right``, computed a block of rows at a time.
 
@@ -153,9 +173,9 @@ def sparse_topn(
     block = max(1, min(4096, dense_budget // max(m, 1)))
     out_r, out_c, out_s = [], [], []
     for lo in range(0, left.shape[0], block):
-        prod = (left[lo:lo + block] @ right).tocsr()
+        prod = (left[lo : lo + block] @ right).tocsr()
         if exclude is not None:
-            prod = prod - prod.multiply(exclude[lo:lo + block] != 0)
+            prod = prod - prod.multiply(exclude[lo : lo + block] != 0)
         if prod.shape[0] * m <= dense_budget:
             r, c, s = _dense_candidates(prod.toarray(), n, lo, skip_diagonal, col_mask, min_score)
         else:

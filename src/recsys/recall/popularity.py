@@ -63,7 +63,11 @@ class GroupPopularity(RecallChannel):
     ) -> RankedLists:
         keys, key_rows = np.unique(labels, return_inverse=True)
         return RankedLists.from_entries(
-            data.item_vocab, [self.key_prefix + str(k) for k in keys], key_rows, rows, pop[rows],
+            data.item_vocab,
+            [self.key_prefix + str(k) for k in keys],
+            key_rows,
+            rows,
+            pop[rows],
             limit=self.params.list_size,
         )
 
@@ -122,8 +126,11 @@ class Popular(GroupPopularity):
         keys, key_rows = np.unique(labels, return_inverse=True)
         all_keys = [self.GLOBAL] + [self.key_prefix + str(k) for k in keys]
         return RankedLists.from_entries(
-            data.item_vocab, all_keys, np.concatenate([np.zeros(len(every), np.int64), key_rows + 1]),
-            np.concatenate([every, rows]), np.concatenate([pop[every], pop[rows]]),
+            data.item_vocab,
+            all_keys,
+            np.concatenate([np.zeros(len(every), np.int64), key_rows + 1]),
+            np.concatenate([every, rows]),
+            np.concatenate([pop[every], pop[rows]]),
             limit=self.params.list_size,
         )
 

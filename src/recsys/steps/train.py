@@ -60,9 +60,15 @@ def train_step(
     serving.fit_all(RecallData.from_tables({**tables, "events": events}, now, recall_cfg.interaction_weights))
     serving.save(model_dir / "recall")
     hist = histories(events, now, training_cfg.history_size)
-    pd.DataFrame({"user_id": list(hist), "items": ["|".join(v) for v in hist.values()]}).to_parquet(
-        model_dir / HISTORIES_FILE, index=False
-    )
+    users = tables["users"].assign(user_id=lambda f: f["user_id"].astype(str)).set_index("user_id")
+    # recall needs each user's recent positives and industry online; both ship with the bundle
+    pd.DataFrame(
+        {
+            "user_id": users.index,
+            "industry": users["industry"].to_numpy(),
+            "items": ["|".join(hist.get(u, [])) for u in users.index],
+        }
+    ).to_parquet(model_dir / HISTORIES_FILE, index=False)
     shutil.copy(cleaned_dir / RUN_FILE, model_dir / RUN_FILE)
     channels = {
         c.name: {"enabled": c.enabled, "disabled_reason": c.disabled_reason, "stats": c.stats}

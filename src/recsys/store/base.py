@@ -111,9 +111,7 @@ class OnlineStore(ABC):
     def lookup(self, user_id: str, item_ids: list[str], version: str | None = None) -> Lookup: ...
 
     @abstractmethod
-    def recall(
-        self, channel: str, keys: list[str], version: str | None = None
-    ) -> dict[str, RecallList]:
+    def recall(self, channel: str, keys: list[str], version: str | None = None) -> dict[str, RecallList]:
         """Every requested key, with ``[]`` for keys the channel lacks."""
 
     @abstractmethod

@@ -207,12 +207,18 @@ class SQLiteStore(OnlineStore):
         check_keep(keep)
         cutoff = time.time() - self.config.pending_grace_s
         with self._tx("prune") as c:
-            complete = [r[0] for r in c.execute(
-                "SELECT version FROM versions WHERE state = 'ready' ORDER BY created_at DESC, rowid DESC"
-            )]
-            stale = [r[0] for r in c.execute(
-                "SELECT version FROM versions WHERE state = 'pending' AND created_at < ?", (cutoff,)
-            )]
+            complete = [
+                r[0]
+                for r in c.execute(
+                    "SELECT version FROM versions WHERE state = 'ready' ORDER BY created_at DESC, rowid DESC"
+                )
+            ]
+            stale = [
+                r[0]
+                for r in c.execute(
+                    "SELECT version FROM versions WHERE state = 'pending' AND created_at < ?", (cutoff,)
+                )
+            ]
         dropped: list[str] = []
         for v in complete[keep:] + stale:
             # one transaction each, re-checking the active pointer inside it
@@ -258,8 +264,10 @@ class SQLiteStore(OnlineStore):
                 "SELECT blob FROM vectors WHERE version = ? AND entity = 'user' AND id = ?", (v, user_id)
             ).fetchone()
             rows = self._select_in(
-                c, "SELECT id, blob FROM vectors WHERE version = ? AND entity = 'item' AND id IN ({marks})",
-                (v,), item_ids,
+                c,
+                "SELECT id, blob FROM vectors WHERE version = ? AND entity = 'item' AND id IN ({marks})",
+                (v,),
+                item_ids,
             )
         user = None if user_row is None or user_dim is None else decode_vector(user_row[0], user_dim)
         items, found = decode_rows([rows.get(i) for i in item_ids], item_dim)
@@ -270,8 +278,10 @@ class SQLiteStore(OnlineStore):
         with self._tx("recall") as c:
             v = self._resolve(c, version, self.path)[0]
             rows = self._select_in(
-                c, "SELECT key, blob FROM recall WHERE version = ? AND channel = ? AND key IN ({marks})",
-                (v, channel), keys,
+                c,
+                "SELECT key, blob FROM recall WHERE version = ? AND channel = ? AND key IN ({marks})",
+                (v, channel),
+                keys,
             )
         return {k: decode_recall(rows[k]) if k in rows else [] for k in keys}
 

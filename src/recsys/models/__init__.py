@@ -1,0 +1,1 @@
+"""Model registry (MLflow) and bundle resolution."""
