@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: synthetic data in SQLite, the pipeline on kfp.local.
+# The main job on the embedded default: synthetic data in SQLite, the pipeline on kfp.local
+# (SQLite online store, MLflow on a SQLite backend), then recommendations from the champion.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RECSYS_DATA_DIR="${RECSYS_DATA_DIR:-data}"
@@ -7,12 +8,24 @@ export RECSYS_DATA_DIR="${RECSYS_DATA_DIR:-data}"
 echo "== 1. generate a synthetic marketplace into sqlite:///${RECSYS_DATA_DIR}/source.db"
 recsys data generate --users 2000 --items 1000 --days 30 --seed 42
 echo
-echo "== 2. run the offline pipeline locally (kfp.local): extract_load -> clean -> features -> quality_gate -> sync_store"
+echo "== 2. the offline pipeline on kfp.local: extract_load -> clean -> features -> quality_gate"
+echo "       -> train -> evaluate -> register -> sync_store"
 recsys pipeline run --local
 echo
-echo "== 3. run it again: nothing changed in the source, so nothing is extracted"
-recsys pipeline run --local
-echo
-echo "== 4. what serving reads: the online store's versions"
+echo "== 3. the model registry (MLflow) and the online store"
+recsys model list
 recsys store status
-echo "quality report: ${RECSYS_DATA_DIR}/quality/latest.html"
+echo
+echo "== 4. recommendations from the champion: a known user, then a user never seen before"
+user=$(python - <<'PY'
+import sqlite3, os
+db = os.path.join(os.environ["RECSYS_DATA_DIR"], "source.db")
+print(sqlite3.connect(db).execute(
+    "select user_id from events where event_type='purchase' order by user_id limit 1").fetchone()[0])
+PY
+)
+recsys recommend user "$user" --k 5
+recsys recommend user "new-visitor" --k 5
+echo
+echo "evaluation: ${RECSYS_DATA_DIR}/evaluation/summary.json   quality report: ${RECSYS_DATA_DIR}/quality/latest.html"
+echo "run it again (recsys pipeline run --local): nothing changed in the source, so 0 rows are extracted"
