@@ -1,0 +1,222 @@
+"""The KServe transformer: a recommendation request in, k ranked items out (see docs/SERVING.md).
+
+``RecommenderModel.predict`` parses and validates the v2 request (400 naming the field, never
+500), assigns the experiment variant, runs the chain (inference/chain.py: it degrades instead
+of failing), answers, and queues one exposure record. ``GET /recommend`` is the same for
+callers without a v2 client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import kserve
+import numpy as np
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+
+from inference import transformer_metrics as metrics
+from inference.chain import Chain, Request, Result
+from inference.errors import RequestError
+from inference.experiments import Experiments, Variant
+from inference.exposure_log import ExposureLog
+
+log = logging.getLogger("kserve.recsys")
+MAX_K, MAX_EXCLUDE, MAX_ID = 500, 1000, 256
+OUTPUTS = ("item_ids", "scores", "channels", "experiment_variant", "degrade_level", "model_version")
+
+
+def _values(tensor: InferInput, name: str) -> np.ndarray:
+    try:
+        return np.asarray(tensor.as_numpy()).reshape(-1)
+    except Exception as e:  # noqa: BLE001 - any decoding failure is the caller's tensor
+        raise RequestError(f"input tensor '{name}': cannot read its data as {tensor.datatype}: {e}") from e
+
+
+def _text(value: Any, name: str) -> str:
+    if isinstance(value, bytes | np.bytes_):
+        try:
+            value = bytes(value).decode()
+        except UnicodeDecodeError as e:
+            raise RequestError(f"input tensor '{name}': not UTF-8") from e
+    text = str(value)
+    if not text or len(text) > MAX_ID:
+        raise RequestError(f"input tensor '{name}': ids must be 1..{MAX_ID} characters")
+    return text
+
+
+def _scalar(request: InferRequest, name: str, types: tuple[str, ...], required: bool) -> Any:
+    tensor = request.get_input_by_name(name)
+    if tensor is None:
+        if required:
+            raise RequestError(f"input tensor '{name}' is missing")
+        return None
+    if tensor.datatype not in types:
+        raise RequestError(
+            f"input tensor '{name}': datatype {tensor.datatype}, expected {' or '.join(types)}"
+        )
+    values = _values(tensor, name)
+    if len(values) != 1:
+        raise RequestError(f"input tensor '{name}': shape {tensor.shape}, expected [1]")
+    return values[0]
+
+
+def parse_request(request: InferRequest) -> Request:
+    known = {"user_id", "k", "scene", "exclude_item_ids"}
+    for tensor in request.inputs:
+        if tensor.name not in known:
+            raise RequestError(f"input tensor '{tensor.name}' is unknown (inputs: {sorted(known)})")
+    user = _scalar(request, "user_id", ("BYTES", "INT64", "INT32"), required=True)
+    user_id = _text(user, "user_id")
+    k = _scalar(request, "k", ("INT32", "INT64"), required=False)
+    k = 10 if k is None else int(k)
+    if not 1 <= k <= MAX_K:
+        raise RequestError(f"input tensor 'k': {k} is out of range (1..{MAX_K})")
+    scene = _scalar(request, "scene", ("BYTES",), required=False)
+    exclude: set[str] = set()
+    tensor = request.get_input_by_name("exclude_item_ids")
+    if tensor is not None:
+        if tensor.datatype != "BYTES":
+            raise RequestError(f"input tensor 'exclude_item_ids': datatype {tensor.datatype}, expected BYTES")
+        values = _values(tensor, "exclude_item_ids")
+        if len(values) > MAX_EXCLUDE:
+            raise RequestError(f"input tensor 'exclude_item_ids': more than {MAX_EXCLUDE} ids")
+        exclude = {_text(v, "exclude_item_ids") for v in values}
+    for output in request.request_outputs or ():
+        if output.name not in OUTPUTS:
+            raise RequestError(f"requested output '{output.name}' does not exist (outputs: {list(OUTPUTS)})")
+    return Request(user_id, k, None if scene is None else _text(scene, "scene"), exclude)
+
+
+def _bytes(values: list[str], grpc: bool) -> Any:
+    return list(values) if grpc else np.array([v.encode() for v in values], dtype=np.object_)
+
+
+class RecommenderModel(kserve.Model):
+    def __init__(
+        self, name: str, chain: Chain, experiments: Experiments, exposures: ExposureLog | None
+    ) -> None:
+        super().__init__(name)
+        self.chain, self.experiments, self.exposures = chain, experiments, exposures
+        self.ready = True
+
+    def load(self) -> bool:
+        self.ready = True
+        return True
+
+    def stop(self) -> None:
+        self.ready = False
+        if self.exposures is not None:
+            self.exposures.close()
+
+    async def recommend(self, req: Request, request_id: str) -> tuple[Result, Variant]:
+        start = time.perf_counter()
+        variant = self.experiments.assign(req.user_id)
+        result = await self.chain.recommend(req, variant)
+        latency = time.perf_counter() - start
+        metrics.LATENCY.labels(variant=variant.name).observe(latency)
+        metrics.REQUESTS.labels(status="ok", variant=variant.name).inc()
+        if self.exposures is not None:
+            self.exposures.submit(
+                {
+                    "request_id": request_id,
+                    "user_id": req.user_id,
+                    "items": result.items,
+                    "positions": list(range(len(result.items))),
+                    "scores": [round(s, 6) for s in result.scores],
+                    "channels": result.channels,
+                    "experiment_variant": variant.name,
+                    "degrade_level": result.degrade_level,
+                    "model_version": result.model_version,
+                    "scene": req.scene,
+                    "latency_ms": round(latency * 1000, 3),
+                    "ts": datetime.now(UTC).isoformat(),
+                }
+            )
+        return result, variant
+
+    async def predict(
+        self,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
+        if not isinstance(payload, InferRequest):
+            metrics.REQUESTS.labels(status="invalid_input", variant="").inc()
+            raise RequestError(f"model {self.name} speaks the v2 protocol: POST /v2/models/{self.name}/infer")
+        try:
+            req = parse_request(payload)
+        except RequestError:
+            metrics.REQUESTS.labels(status="invalid_input", variant="").inc()
+            raise
+        request_id = payload.id or str(uuid.uuid4())
+        result, variant = await self.recommend(req, request_id)
+        grpc, n = payload.from_grpc, len(result.items)
+        return InferResponse(
+            response_id=request_id,
+            model_name=self.name,
+            model_version=result.model_version,
+            infer_outputs=[
+                InferOutput("item_ids", [n], "BYTES", data=_bytes(result.items, grpc)),
+                InferOutput(
+                    "scores", [n], "FP32", data=result.scores if grpc else np.array(result.scores, np.float32)
+                ),
+                InferOutput("channels", [n], "BYTES", data=_bytes(result.channels, grpc)),
+                InferOutput("experiment_variant", [1], "BYTES", data=_bytes([variant.name], grpc)),
+                InferOutput(
+                    "degrade_level",
+                    [1],
+                    "INT32",
+                    data=[result.degrade_level] if grpc else np.array([result.degrade_level], np.int32),
+                ),  # fmt: skip
+                InferOutput("model_version", [1], "BYTES", data=_bytes([result.model_version], grpc)),
+            ],
+            parameters={
+                "experiment_variant": variant.name,
+                "degrade_level": result.degrade_level,
+                "model_version": result.model_version,
+            },
+            use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
+        )
+
+
+def add_rest_route(app: FastAPI, model: RecommenderModel) -> None:
+    """``GET /recommend?user_id=..&k=..&scene=..&exclude=a,b``: plain JSON for simple callers."""
+
+    async def recommend(
+        user_id: str | None = None, k: str = "10", scene: str | None = None, exclude: str | None = None
+    ) -> JSONResponse:
+        if not user_id or len(user_id) > MAX_ID:
+            raise RequestError(f"query parameter 'user_id': required, 1..{MAX_ID} characters")
+        try:
+            k_value = int(k)
+        except ValueError as e:
+            raise RequestError(f"query parameter 'k': {k!r} is not an integer") from e
+        if not 1 <= k_value <= MAX_K:
+            raise RequestError(f"query parameter 'k': {k_value} is out of range (1..{MAX_K})")
+        excluded = {e for e in (exclude or "").split(",") if e}
+        request_id = str(uuid.uuid4())
+        result, variant = await model.recommend(
+            Request(user_id, k_value, scene or None, excluded), request_id
+        )
+        return JSONResponse(
+            {
+                "request_id": request_id,
+                "user_id": user_id,
+                "items": [
+                    {"item_id": i, "score": s, "channels": c.split(",") if c else []}
+                    for i, s, c in zip(result.items, result.scores, result.channels, strict=True)
+                ],
+                "experiment_variant": variant.name,
+                "degrade_level": result.degrade_level,
+                "model_version": result.model_version,
+            }
+        )
+
+    app.add_api_route("/recommend", recommend, methods=["GET"])

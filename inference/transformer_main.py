@@ -1,0 +1,153 @@
+"""Run the transformer: ``python -m inference.transformer_main [flags]`` (see docs/SERVING.md).
+
+KServe's flags come from ``kserve.model_server.parser`` (its ``--predictor_host`` and
+``--predictor_request_timeout_seconds`` name the predictor); ours say where the bundle, the
+online store and the experiments are. Flags also read ``RECSYS_TRANSFORMER_*`` variables; the
+project settings come from ``load_settings`` (``config/recsys.yaml`` <- ``RECSYS_*`` <- flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import kserve
+import kserve.model_server
+
+from inference.chain import Bundle, Chain
+from inference.experiments import Experiments
+from inference.exposure_log import ExposureLog
+from inference.model_source import ModelSource
+from inference.predictor import recsys_error_handler
+from inference.ranker_client import RankerClient
+from inference.transformer import RecommenderModel, add_rest_route
+from recsys.errors import ConfigError, RecsysError
+from recsys.models.bundles import resolve_bundle
+from recsys.settings import config_dir, load_settings
+from recsys.steps.sync import open_online_store
+
+HTTP_PORT, GRPC_PORT = 8080, 8081
+ENV_PREFIX = "RECSYS_TRANSFORMER_"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name) or default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.transformer_main",
+        description="KServe transformer: recall -> features -> predictor -> top k",
+        parents=[kserve.model_server.parser],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.set_defaults(
+        model_name=_env("MODEL_NAME", "recsys"),
+        http_port=HTTP_PORT,
+        grpc_port=GRPC_PORT,
+        predictor_host=_env("PREDICTOR_HOST", "localhost:8082"),
+        predictor_request_timeout_seconds=float(_env("PREDICTOR_TIMEOUT_SECONDS", "0.5") or 0.5),
+    )
+    add = parser.add_argument
+    add(
+        "--predictor_hosts",
+        default=_env("PREDICTOR_HOSTS", ""),
+        help="rankers of experiment variants: alias=host:port,... (champion = --predictor_host)",
+    )
+    add("--bundle", default=_env("BUNDLE"), help="bundle directory; default the registry's champion")
+    add("--data_dir", default=None, help="project data dir (MLflow store, bundles, exposures/)")
+    add("--store_url", default=_env("STORE_URL"), help="online store; default the settings' online_store")
+    add("--store_fallback_url", default=_env("STORE_FALLBACK_URL"), help="SQLite store used when it is down")
+    add(
+        "--experiments", default=_env("EXPERIMENTS"), help="experiments YAML; default config/experiments.yaml"
+    )
+    add("--exposure_dir", default=_env("EXPOSURE_DIR"), help="exposure log dir; default <data_dir>/exposures")
+    add("--channel_timeout_ms", type=float, default=float(_env("CHANNEL_TIMEOUT_MS", "100") or 100))
+    add("--chain_threads", type=int, default=int(_env("CHAIN_THREADS", "8") or 8))
+    add("--candidates", type=int, default=int(_env("CANDIDATES", "300") or 300))
+    add(
+        "--category_cap",
+        type=int,
+        default=int(_env("CATEGORY_CAP", "3") or 3),
+        help="items per category in top k",
+    )
+    return parser
+
+
+def _rankers(args: argparse.Namespace) -> dict[str, RankerClient]:
+    hosts = {"champion": args.predictor_host}
+    for entry in filter(None, (e.strip() for e in args.predictor_hosts.split(","))):
+        alias, sep, host = entry.partition("=")
+        if not sep or not alias or not host:
+            raise ConfigError(f"--predictor_hosts: {entry!r} is not alias=host:port")
+        hosts[alias] = host
+    timeout = args.predictor_request_timeout_seconds
+    return {alias: RankerClient(host, args.model_name, timeout) for alias, host in hosts.items()}
+
+
+def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServer]:
+    if args.workers != 1:
+        raise ConfigError(f"--workers: the transformer runs 1 worker, got {args.workers}")
+    if args.channel_timeout_ms <= 0 or args.chain_threads < 1 or args.candidates < 1 or args.category_cap < 1:
+        raise ConfigError(
+            "--channel_timeout_ms, --chain_threads, --candidates, --category_cap must be positive"
+        )
+    settings = load_settings(data_dir=args.data_dir, online_store=args.store_url)
+    if args.bundle:
+        bundle_dir = Path(args.bundle)
+    else:
+        source = ModelSource(f"models:/{settings.model_name}@champion", settings)
+        bundle_dir = resolve_bundle(settings, source.fingerprint().split(":", 1)[0])
+    experiments_path = Path(args.experiments) if args.experiments else config_dir() / "experiments.yaml"
+    experiments = Experiments.load(experiments_path) if experiments_path.exists() else Experiments.single()
+    server = kserve.ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=1,
+        max_threads=args.max_threads,
+        max_asyncio_workers=args.max_asyncio_workers,
+        enable_grpc=args.enable_grpc,
+        enable_docs_url=args.enable_docs_url,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
+    fallback = args.store_fallback_url or settings.online_store_fallback_url
+    store = open_online_store(settings.online_store_url, fallback)
+    chain = Chain(
+        Bundle(bundle_dir),
+        store,
+        _rankers(args),
+        threads=args.chain_threads,
+        channel_timeout_s=args.channel_timeout_ms / 1000,
+        candidates=args.candidates,
+        category_cap=args.category_cap,
+    )
+    exposures = ExposureLog(Path(args.exposure_dir) if args.exposure_dir else settings.data_dir / "exposures")
+    atexit.register(exposures.close)  # the model's stop() closes it too; a second close is a no-op
+    model = RecommenderModel(args.model_name, chain, experiments, exposures)
+    app = kserve.model_server.app
+    app.add_exception_handler(RecsysError, recsys_error_handler)
+    add_rest_route(app, model)
+    return model, server
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        model, server = build(args)
+    except RecsysError as e:
+        print(f"recsys-transformer: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    server.start([model])
+
+
+if __name__ == "__main__":
+    main()

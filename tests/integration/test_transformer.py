@@ -1,0 +1,324 @@
+"""The KServe transformer in front of the predictor, both as real processes on loopback ports.
+
+A real bundle, online store and MLflow champion come from ``recsys pipeline run --local`` on a
+small synthetic marketplace. Clients: tritonclient.http (binary), KServe's InferenceRESTClient
+(JSON) and plain GET /recommend. The predictor is stopped at the end: answers degrade, never fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from inference.experiments import Experiments, bucket
+from recsys.steps.features import read_features
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL = "recsys"
+SMALL = {
+    "RECSYS_TRAINING__HOLDOUT_DAYS": "2",
+    "RECSYS_TRAINING__VALID_DAYS": "2",
+    "RECSYS_TRAINING__TRAIN_DAYS": "6",
+}
+
+
+# -- experiments (no servers) -----------------------------------------------------------------
+
+
+def test_assignment_is_stable_and_splits_as_configured() -> None:
+    exp = Experiments.load(REPO_ROOT / "config" / "experiments.yaml")
+    ids = [f"user-{n}" for n in range(20_000)]
+    first = [exp.assign(u).name for u in ids]
+    again = Experiments.load(REPO_ROOT / "config" / "experiments.yaml")
+    assert [again.assign(u).name for u in ids] == first  # deterministic, no state
+    counts = Counter(first)
+    for name, share in exp.shares.items():
+        assert abs(counts[name] / len(ids) - share) <= 0.015, (name, counts)
+    assert 0 <= bucket("salt", "u1") < 10_000 and bucket("salt", "u1") != bucket("other", "u1")
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(*args: str, cwd: Path) -> None:
+    env = {**os.environ, **SMALL}
+    proc = subprocess.run([sys.executable, "-m", "recsys", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def start(module: str, tmp: Path, data_dir: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", module, "--http_port", str(port), "--grpc_port", str(free_port()),
+           "--data_dir", str(data_dir), "--enable_latency_logging", "false", *args]  # fmt: skip
+    with (tmp / f"{module}.log").open("wb") as out:
+        return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "RECSYS_DATA_DIR": str(data_dir)})  # fmt: skip
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{log.name}: exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{log.name}: not ready after 60 s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("transformer")
+    run("data", "generate", "--users", "300", "--items", "120", "--days", "14", "--seed", "7",
+        "--data-dir", str(d), cwd=d)  # fmt: skip
+    run("pipeline", "run", "--local", "--json", "--data-dir", str(d), cwd=d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def bundle(data_dir: Path) -> Path:
+    return Path(json.loads((data_dir / "bundles" / "LATEST.json").read_text())["path"])
+
+
+@pytest.fixture(scope="module")
+def servers(data_dir: Path, bundle: Path) -> Iterator[dict[str, object]]:
+    tmp = data_dir / "logs"
+    tmp.mkdir()
+    pport, tport = free_port(), free_port()
+    purl, turl = f"127.0.0.1:{pport}", f"127.0.0.1:{tport}"
+    # started together; no --bundle: the transformer finds the MLflow champion, the same bundle
+    pproc = start("inference.predictor_main", tmp, data_dir, pport, "--model_uri", str(bundle))
+    tproc = start("inference.transformer_main", tmp, data_dir, tport, "--predictor_host", purl)
+    try:
+        wait_ready(pproc, purl, tmp / "inference.predictor_main.log")
+        wait_ready(tproc, turl, tmp / "inference.transformer_main.log")
+        yield {"predictor": pproc, "url": turl}
+    finally:
+        stop(tproc)
+        stop(pproc)
+
+
+@pytest.fixture(scope="module")
+def url(servers: dict[str, object]) -> str:
+    return str(servers["url"])
+
+
+def infer(url: str, user: object, k: int | None = 10, **extra: np.ndarray) -> triton.InferResult:
+    client = triton.InferenceServerClient(url)
+    dtype = "INT64" if isinstance(user, int) else "BYTES"
+    uid = triton.InferInput("user_id", [1], dtype)
+    uid.set_data_from_numpy(np.array([user], dtype=np.int64 if isinstance(user, int) else np.object_))
+    inputs = [uid]
+    if k is not None:
+        kin = triton.InferInput("k", [1], "INT32")
+        kin.set_data_from_numpy(np.array([k], np.int32))
+        inputs.append(kin)
+    for name, arr in extra.items():
+        t = triton.InferInput(name, list(arr.shape), "BYTES" if arr.dtype == object else "FP32")
+        t.set_data_from_numpy(arr)
+        inputs.append(t)
+    try:
+        return client.infer(MODEL, inputs)
+    finally:
+        client.close()
+
+
+def text(values: np.ndarray) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values.reshape(-1)]
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    body = urllib.request.urlopen(f"http://{url}/metrics", timeout=10).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+def test_tritonclient_returns_k_ranked_items(url: str, bundle: Path) -> None:
+    user = "u000001"
+    hist = pd.read_parquet(bundle / "histories.parquet").set_index("user_id")["items"]
+    history = set(hist.get(user, "").split("|")) - {""}
+    result = infer(url, user, 10, exclude_item_ids=np.array([b"i000048"], dtype=np.object_))
+    items = text(result.as_numpy("item_ids"))
+    assert len(items) == 10 == len(set(items)) and "i000048" not in items and not history & set(items)
+    assert result.as_numpy("scores").dtype == np.float32 and result.as_numpy("scores").shape == (10,)
+    assert all(text(result.as_numpy("channels")))
+    response = result.get_response()
+    assert response["model_version"] == bundle.name
+    params = response["parameters"]
+    assert params["degrade_level"] == 0 and params["model_version"] == bundle.name
+    assert (
+        params["experiment_variant"]
+        == Experiments.load(REPO_ROOT / "config/experiments.yaml").assign(user).name
+    )
+    assert text(result.as_numpy("experiment_variant")) == [params["experiment_variant"]]
+    # diversity: at most 3 per category in the top k
+    cats = read_features(bundle / "features")[2].set_index("item_id")["item_category_code"]
+    assert max(Counter(cats[i] for i in items).values()) <= 3
+
+
+def test_kserve_rest_client_json(url: str, bundle: Path) -> None:
+    from kserve import InferenceRESTClient, InferInput, InferRequest
+    from kserve.inference_client import RESTConfig
+
+    uid = InferInput("user_id", [1], "BYTES")
+    uid.set_data_from_numpy(np.array([b"u000002"], dtype=np.object_), binary_data=False)
+    k = InferInput("k", [1], "INT64")
+    k.set_data_from_numpy(np.array([5], np.int64), binary_data=False)
+
+    async def call() -> object:
+        client = InferenceRESTClient(RESTConfig(protocol="v2"))
+        try:
+            return await client.infer(f"http://{url}", InferRequest(MODEL, [uid, k]), model_name=MODEL)
+        finally:
+            await client.close()
+
+    response = asyncio.run(call())
+    assert len(response.get_output_by_name("item_ids").data) == 5
+    assert len(response.get_output_by_name("scores").as_numpy()) == 5
+    assert response.parameters["model_version"] == bundle.name
+
+
+def test_int64_user_id_and_rest_route(url: str) -> None:
+    assert len(text(infer(url, 42, 3).as_numpy("item_ids"))) == 3
+    body = json.loads(
+        urllib.request.urlopen(f"http://{url}/recommend?user_id=u000003&k=4", timeout=10).read()
+    )
+    assert len(body["items"]) == 4 and body["degrade_level"] == 0 and body["experiment_variant"]
+
+
+def _status(fn: object) -> tuple[str, str]:
+    with pytest.raises(InferenceServerException) as err:
+        fn()  # type: ignore[operator]
+    return str(err.value.status()), err.value.message()
+
+
+def test_bad_requests_are_400_naming_the_field(url: str) -> None:
+    for k in (0, 501):
+        status, message = _status(lambda k=k: infer(url, "u000001", k))
+        assert status == "400" and "'k'" in message
+    status, message = _status(lambda: infer(url, "u1", None, user_id2=np.array([b"x"], dtype=np.object_)))
+    assert status == "400" and "user_id2" in message
+    client = triton.InferenceServerClient(url)
+    t = triton.InferInput("k", [1], "INT32")
+    t.set_data_from_numpy(np.array([5], np.int32))
+    status, message = _status(lambda: client.infer(MODEL, [t]))
+    assert status == "400" and "'user_id' is missing" in message
+    f = triton.InferInput("user_id", [1], "FP32")
+    f.set_data_from_numpy(np.array([1.5], np.float32))
+    status, message = _status(lambda: client.infer(MODEL, [f]))
+    assert status == "400" and "'user_id'" in message and "FP32" in message
+    client.close()
+    for path, body in ((f"/v2/models/{MODEL}/infer", b"{not json"), ("/recommend?user_id=u1&k=abc", None)):
+        req = urllib.request.Request(f"http://{url}{path}", data=body, method="POST" if body else "GET")
+        with pytest.raises(urllib.error.HTTPError) as http_err:
+            urllib.request.urlopen(req, timeout=10)
+        assert http_err.value.code == 400
+
+
+def test_unknown_user_gets_popular_items(url: str) -> None:
+    result = infer(url, "never-seen-user", 10)
+    assert len(text(result.as_numpy("item_ids"))) == 10
+    assert all("popular" in c.split(",") for c in text(result.as_numpy("channels")))
+    assert result.get_response()["parameters"]["degrade_level"] == 0
+
+
+def test_exposure_log_one_record_per_request(url: str, data_dir: Path) -> None:
+    client = triton.InferenceServerClient(url)
+    ids = [f"req-{n}" for n in range(5)]
+    for rid in ids:
+        uid = triton.InferInput("user_id", [1], "BYTES")
+        uid.set_data_from_numpy(np.array([b"u000010"], dtype=np.object_))
+        client.infer(MODEL, [uid], request_id=rid)
+    client.close()
+    records: list[dict] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [
+            ln
+            for p in (data_dir / "exposures").glob("exposures-*.jsonl")
+            for ln in p.read_text().splitlines()
+        ]
+        records = [r for r in map(json.loads, lines) if r["request_id"] in ids]
+        if len(records) == len(ids):
+            break
+        time.sleep(0.1)
+    assert sorted(r["request_id"] for r in records) == ids
+    fields = {"user_id", "items", "positions", "scores", "channels", "experiment_variant", "degrade_level",
+              "model_version", "latency_ms", "ts"}  # fmt: skip
+    for r in records:
+        assert fields <= set(r) and len(r["items"]) == 10 and r["positions"] == list(range(10))
+
+
+def test_in_process_store_down_and_predictor_down(data_dir: Path, bundle: Path) -> None:
+    """Redis unreachable -> SQLite fallback (level 1) and no predictor -> recall order (level 2)."""
+    from inference.chain import Bundle, Chain, Request
+    from inference.experiments import Variant
+    from inference.ranker_client import RankerClient
+    from recsys.store import FallbackStore, open_store
+
+    async def call() -> object:
+        primary = open_store("redis://127.0.0.1:1/0", connect_timeout_s=0.2, retries=0)
+        store = FallbackStore(primary, open_store(f"sqlite:///{data_dir / 'online_store.db'}"))
+        ranker = RankerClient(f"127.0.0.1:{free_port()}", MODEL, timeout_s=0.2)
+        chain = Chain(Bundle(bundle), store, {"champion": ranker})
+        try:
+            return await chain.recommend(Request("u000001", 10), Variant("control", "champion"))
+        finally:
+            await chain.close()
+            store.close()
+
+    result = asyncio.run(call())
+    assert result.degrade_level == 2 and result.reasons == ["store_fallback", "predictor"]  # type: ignore[attr-defined]
+    assert len(result.items) == 10 and result.model_version == bundle.name  # type: ignore[attr-defined]
+
+
+def test_predictor_down_degrades_to_recall_order(servers: dict[str, object], url: str) -> None:
+    """Last: it stops the predictor."""
+    stop(servers["predictor"])  # type: ignore[arg-type]
+    for _ in range(3):
+        result = infer(url, "u000001", 10)
+        assert len(text(result.as_numpy("item_ids"))) == 10
+        assert result.get_response()["parameters"]["degrade_level"] == 2
+    assert metric(url, "recommendation_degraded_total", level="2", reason="predictor") >= 3
