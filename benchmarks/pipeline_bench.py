@@ -216,7 +216,6 @@ def startup_costs() -> dict[str, float]:
     out = {
         "python -c pass": import_seconds("pass"),
         "import recsys.steps, kfp": import_seconds("import recsys.steps, kfp"),
-        "kfp executor + components": import_seconds("import kfp.dsl.executor_main, components"),
     }
     for step, module in STEP_MODULES.items():
         out[f"{step}: kfp + {module}"] = import_seconds(f"import kfp.dsl.executor_main, components, {module}")
@@ -299,6 +298,13 @@ def bench(name: str, args: argparse.Namespace) -> dict[str, Any]:
             for step, info in sorted(summary["steps"].items(), key=lambda kv: STEP_ORDER.index(kv[0]))
         }
         training = summary.get("training") or {}
+        data = work / "data"
+        # one Parquet file per table and day, in the lake and again in each run's cleaned copy:
+        # what every step after extract_load opens
+        files = {
+            "lake_raw": sum(1 for _ in (data / "lake" / "raw").rglob("*.parquet")),
+            "cleaned": sum(1 for _ in data.glob("kfp/*/clean/cleaned/**/*.parquet")),
+        }
         return {
             "dataset": name,
             "setup": setup,
@@ -312,6 +318,7 @@ def bench(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "peak_process_rss_gib": round(measured["peak_process_rss"] / GiB, 3),
             "children_max_rss_gib": round(measured["children_max_rss"] / GiB, 3),
             "rss_samples": measured["samples"],
+            "parquet_files": files,
             "train_timings": training.get("timings"),
             "e2e_ndcg_at_20": (summary.get("evaluation") or {}).get("ndcg_at_20"),
             "work_dir": str(work) if args.keep else None,
@@ -345,6 +352,7 @@ TARGETS = {"movielens": 90.0, "synthetic": 600.0}
 def print_report(report: dict[str, Any]) -> None:
     for run in report["runs"]:
         print(f"\n{run['dataset']}: {run['rows']['rows']} rows extracted {run['rows']['tables']}")
+        print(f"  Parquet files: {run['parquet_files']}; train step timings: {run['train_timings']}")
         print(f"  {'step':<14} {'seconds':>8} {'peak RSS MiB':>13}")
         for step, info in run["steps"].items():
             print(f"  {step:<14} {info['seconds']:>8.1f} {info['peak_rss_mib']:>13}")
