@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -173,8 +174,6 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, An
 
 
 def _children_maxrss_kib() -> int:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
 

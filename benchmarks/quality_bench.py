@@ -159,16 +159,7 @@ def top_lists(
     return out
 
 
-def metrics(lists: dict[str, list[str]], relevant: dict[str, set[str]], n_items: int) -> dict[str, float]:
-    return evaluate_lists(lists, relevant, EVAL_KS, n_items)
-
-
 # --------------------------------------------------------------------------- baselines
-
-
-def popularity_scores(x: sp.csr_matrix, n_users: int) -> np.ndarray:
-    pop = np.asarray(x.sum(axis=0)).ravel()
-    return np.broadcast_to(pop, (n_users, len(pop)))
 
 
 def cosine(x: sp.csr_matrix) -> np.ndarray:
