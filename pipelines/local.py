@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kfp import local
 
 from pipelines.summary import step_detail, training_summary
@@ -30,7 +29,7 @@ from recsys.errors import PipelineError
 from recsys.features.registry import load_registry
 from recsys.quality import load_quality_config
 from recsys.recall.config import load_recall_config
-from recsys.settings import Settings
+from recsys.settings import Settings, read_yaml
 from recsys.steps import ERROR_PREFIX, RESULT_PREFIX, new_run_id, utc_now
 from recsys.steps.sync import latest_bundle
 
@@ -152,12 +151,12 @@ def run_local(
             "window_start": window_start.isoformat() if window_start else "",
             "window_end": window_end.isoformat() if window_end else "",
             "cleaning_config": settings.cleaning.model_dump_json(),
-            "feature_registry": json.dumps(_yaml_dict(settings.feature_registry)),
-            "quality_config": json.dumps(_yaml_dict(settings.quality_config)),
+            "feature_registry": json.dumps(read_yaml(settings.feature_registry)),
+            "quality_config": json.dumps(read_yaml(settings.quality_config)),
             "pushgateway_url": settings.pushgateway_url or "",
             "store_url": settings.online_store_url,
             "fallback_url": settings.online_store_fallback_url or "",
-            "recall_config": json.dumps(_yaml_dict(settings.recall_config)),
+            "recall_config": json.dumps(read_yaml(settings.recall_config)),
             "ranking_config": settings.ranking.model_dump_json(),
             "training_config": settings.training.model_dump_json(),
             "mlflow_tracking_uri": settings.mlflow_tracking_uri or "",
@@ -206,11 +205,6 @@ def run_sync_local(settings: Settings, *, progress: Progress = _stderr) -> dict[
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _yaml_dict(path: Path) -> dict[str, Any]:
-    """A config file as the JSON parameter a component validates again (both were checked here)."""
-    return yaml.safe_load(path.read_text())
 
 
 def _prune_local_outputs(pipeline_root: Path, keep: int) -> None:

@@ -98,7 +98,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -113,7 +113,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     path = config_file or Path(os.environ.get("RECSYS_CONFIG") or config_dir() / "recsys.yaml")
     if config_file is not None and not path.exists():
         raise ConfigError(f"config: {path} does not exist")
-    yaml_data = _read_yaml(path) if path.exists() else {}
+    yaml_data = read_yaml(path) if path.exists() else {}
 
     class _Settings(Settings):
         @classmethod

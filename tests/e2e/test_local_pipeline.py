@@ -20,6 +20,16 @@ pytestmark = pytest.mark.slow
 
 
 # a small marketplace: 14 days, so the training windows shrink to fit (holdout 2, valid 2, train 6)
+PIPELINE_STEPS = [
+    "extract_load",
+    "clean",
+    "features",
+    "quality_gate",
+    "train",
+    "evaluate",
+    "register",
+    "sync_store",
+]
 SMALL_WINDOWS = {
     "RECSYS_TRAINING__HOLDOUT_DAYS": "2",
     "RECSYS_TRAINING__VALID_DAYS": "2",
@@ -79,16 +89,7 @@ def test_generate_run_rerun_and_update(data_dir: Path) -> None:
     first = run_json(data_dir)
     assert first["status"] == "succeeded"
     assert first["extracted"]["tables"] == source_rows
-    assert set(first["steps"]) == {
-        "extract_load",
-        "clean",
-        "features",
-        "quality_gate",
-        "train",
-        "evaluate",
-        "register",
-        "sync_store",
-    }
+    assert set(first["steps"]) == set(PIPELINE_STEPS)
     cleaned = first["cleaned"]
     assert cleaned["kept"] + cleaned["dropped"] == cleaned["input"] == sum(source_rows.values())
     assert cleaned["dropped"] > 0 and cleaned["fixed"] > 0  # the generator's dirty rows
@@ -135,17 +136,7 @@ def test_human_output_has_a_line_per_step(data_dir: Path) -> None:
     proc = recsys("pipeline", "run", "--local", "--data-dir", str(data_dir), cwd=data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
-    steps = [
-        "extract_load",
-        "clean",
-        "features",
-        "quality_gate",
-        "train",
-        "evaluate",
-        "register",
-        "sync_store",
-    ]
-    assert [line.split()[1] for line in progress] == steps
+    assert [line.split()[1] for line in progress] == PIPELINE_STEPS
     assert "0 rows extracted" in progress[0]
     assert "succeeded" in proc.stdout and "extracted: 0 rows" in proc.stdout
 
