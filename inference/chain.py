@@ -3,11 +3,16 @@
 The same steps as ``recsys.recommend.BundleRecommender`` (the offline chain), with the vectors
 read from the online store under the bundle's version and the ranker behind the predictor.
 Blocking work (store reads, recall channels, feature matrices) runs in one bounded thread pool;
-the event loop only awaits. Degradation levels, the highest one reached is reported:
+the event loop only awaits. Every stage has a timeout (``Timeouts``; counted in
+``recommendation_timeouts_total{stage}``) and the whole request has one too. Degradation
+levels, the highest one reached is reported:
 
-1. the primary store is down, the SQLite fallback answered;
-2. no ranker scores (predictor down/slow, or no vectors at all): recall-score order;
-3. recall failed or found nothing: the bundle's popular items.
+1. the primary store is down (or its circuit is open), the SQLite fallback answered;
+2. no ranker scores (predictor down, slow or its circuit open; no vectors): recall-score order;
+3. recall failed or found nothing, or the request ran out of time: the bundle's popular items.
+
+A request reads ``self.bundle`` once and uses that snapshot throughout, so ``swap`` (a reload
+after a new champion) never mixes two bundles in one answer.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,8 +31,9 @@ import pandas as pd
 
 from inference import transformer_metrics as metrics
 from inference.experiments import Variant
-from inference.ranker_client import PredictorError, RankerClient
-from recsys.errors import PipelineError, RecsysError
+from inference.ranker_client import CircuitOpen, PredictorError, PredictorTimeout, RankerClient
+from inference.shadow import ShadowMirror
+from recsys.errors import PipelineError, RecsysError, StoreUnavailable
 from recsys.features.cross import CrossFeatures
 from recsys.ranking.flow import CONTEXT_FEATURES
 from recsys.recall.base import RecallContext
@@ -69,6 +75,16 @@ class Bundle:
         if ranker["feature_names"] != self.feature_names or ranker["schema_hash"] != self.schema_hash:
             raise PipelineError(f"transformer: the ranker in {path} was trained on other features")
         self.popular = self._popular()
+        self.category_col = -1
+
+    def bind(self, store: OnlineStore) -> Bundle:
+        """Check that the store holds this bundle's vectors; remember where the category is."""
+        items = store.feature_names("item", self.version)
+        users = store.feature_names("user", self.version)
+        if items != self.item_columns or users != self.user_columns:
+            raise PipelineError(f"transformer: the store's vectors of {self.version} are not the bundle's")
+        self.category_col = items.index(CATEGORY)
+        return self
 
     def _popular(self) -> list[tuple[str, float]]:
         """The last resort list, computed once: the popular channel for a user with no history."""
@@ -88,6 +104,15 @@ class Result:
     reasons: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds each stage may take; ``request`` bounds the whole chain."""
+
+    store: float = 0.05
+    channel: float = 0.05
+    request: float = 0.25
+
+
 @dataclass
 class Request:
     user_id: str
@@ -104,34 +129,44 @@ class Chain:
         rankers: dict[str, RankerClient],
         *,
         threads: int = 8,
-        channel_timeout_s: float = 0.1,
+        timeouts: Timeouts = Timeouts(),
         candidates: int = 300,
         category_cap: int = 3,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         if "champion" not in rankers:
             raise PipelineError("transformer: no predictor for the champion ranker")
-        self.bundle, self.store, self.rankers = bundle, store, rankers
+        self.store, self.rankers, self.shadow = store, rankers, shadow
+        self.bundle = bundle.bind(store)
+        # two pools: a recall job waits for its channels, so they must not queue behind it
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-chain")
-        self.channel_timeout_s = channel_timeout_s
+        self.recall_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-recall")
+        metrics.POOL_QUEUE.labels(pool="chain").set_function(self.pool._work_queue.qsize)
+        metrics.POOL_QUEUE.labels(pool="recall").set_function(self.recall_pool._work_queue.qsize)
+        self.timeouts = timeouts
         self.candidates, self.category_cap = candidates, category_cap
         self.fallback_name = store.fallback.name if isinstance(store, FallbackStore) else None
-        names = store.feature_names("item", bundle.version)
-        users = store.feature_names("user", bundle.version)
-        if names != bundle.item_columns or users != bundle.user_columns:
-            raise PipelineError(f"transformer: the store's vectors of {bundle.version} are not the bundle's")
-        self.category_col = names.index(CATEGORY)
+
+    def swap(self, bundle: Bundle) -> None:
+        """Serve ``bundle`` from the next request on (it must be bound to this chain's store)."""
+        self.bundle = bundle
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def recommend(self, req: Request, variant: Variant) -> Result:
         degraded: list[tuple[int, str]] = []
+        b = self.bundle  # this request's snapshot
         try:
-            return await self._chain(req, variant, degraded)
+            return await asyncio.wait_for(self._chain(b, req, variant, degraded), self.timeouts.request)
+        except TimeoutError:
+            metrics.TIMEOUTS.labels(stage="request").inc()
+            degraded.append((3, "timeout"))
+            return self._popular(b, req, degraded)
         except Exception as e:  # noqa: BLE001 - the caller gets popular items, never an error
             log.error("chain failed for user %s: %s", req.user_id, e, exc_info=e)
             degraded.append((3, "error"))
-            return self._popular(req, degraded)
+            return self._popular(b, req, degraded)
 
     def _finish(self, result: Result, degraded: list[tuple[int, str]]) -> Result:
         for level, reason in dict.fromkeys(degraded):
@@ -140,23 +175,32 @@ class Chain:
         result.reasons = [r for _, r in degraded]
         return result
 
-    def _popular(self, req: Request, degraded: list[tuple[int, str]]) -> Result:
-        pairs = [(i, s) for i, s in self.bundle.popular if i not in req.exclude][: req.k]
+    def _popular(self, b: Bundle, req: Request, degraded: list[tuple[int, str]]) -> Result:
+        pairs = [(i, s) for i, s in b.popular if i not in req.exclude][: req.k]
         result = Result([i for i, _ in pairs], [float(s) for _, s in pairs], ["popular"] * len(pairs), 3,
-                        self.bundle.version)  # fmt: skip
+                        b.version)  # fmt: skip
         return self._finish(result, degraded)
 
-    async def _timed(self, stage: str, fn: Any, *args: Any) -> Any:
+    async def _timed(self, stage: str, fn: Any, *args: Any, timeout: float | None = None) -> Any:
         start = time.perf_counter()
         try:
-            return await self._run(fn, *args)
+            return await asyncio.wait_for(self._run(fn, *args), timeout)
         finally:
             metrics.STAGE_LATENCY.labels(stage=stage).observe(time.perf_counter() - start)
 
-    async def _chain(self, req: Request, variant: Variant, degraded: list[tuple[int, str]]) -> Result:
-        b = self.bundle
+    async def _store(self, stage: str, fn: Any, *args: Any) -> Any:
+        """A store read under the store timeout; a timeout is a StoreUnavailable to the caller."""
         try:
-            lists = await self._timed("history", self.store.recall, HISTORY_CHANNEL, [req.user_id], b.version)
+            return await self._timed(stage, fn, *args, timeout=self.timeouts.store)
+        except TimeoutError as e:
+            metrics.TIMEOUTS.labels(stage="store").inc()
+            raise StoreUnavailable(f"store: no answer within {self.timeouts.store} s ({stage})") from e
+
+    async def _chain(
+        self, b: Bundle, req: Request, variant: Variant, degraded: list[tuple[int, str]]
+    ) -> Result:
+        try:
+            lists = await self._store("history", self.store.recall, HISTORY_CHANNEL, [req.user_id], b.version)
             history = [item for item, _ in lists.get(req.user_id, [])]
         except RecsysError as e:
             log.warning("history of %s unavailable: %s", req.user_id, e)
@@ -164,14 +208,14 @@ class Chain:
         ctx = RecallContext(history=history, user_industry=b.industries.get(req.user_id), scene=req.scene,
                             exclude=set(history) | req.exclude)  # fmt: skip
         start = time.perf_counter()
-        cands = await self._recall(req.user_id, ctx, variant)
+        cands = await self._recall(b, req.user_id, ctx, variant)
         metrics.STAGE_LATENCY.labels(stage="recall").observe(time.perf_counter() - start)
         if not cands:
             degraded.append((3, "no_candidates"))
-            return self._popular(req, degraded)
+            return self._popular(b, req, degraded)
         ids = [c.item_id for c in cands]
         try:
-            lookup = await self._timed("features", self.store.lookup, req.user_id, ids, b.version)
+            lookup = await self._store("features", self.store.lookup, req.user_id, ids, b.version)
         except RecsysError as e:
             log.warning("store lookup failed, recall order: %s", e)
             degraded.append((2, "store"))
@@ -184,46 +228,70 @@ class Chain:
         cands = [cands[i] for i in keep]
         if not cands:
             degraded.append((3, "no_vectors"))
-            return self._popular(req, degraded)
+            return self._popular(b, req, degraded)
         items = lookup.items[keep]
         user = lookup.user if lookup.user is not None else b.user_defaults
-        X = await self._timed("matrix", self._matrix, user, items, cands)
-        cats = items[:, self.category_col]
+        X = await self._timed("matrix", self._matrix, b, user, items, cands)
+        cats = items[:, b.category_col]
         ranker = self.rankers.get(variant.ranker, self.rankers["champion"])
         start = time.perf_counter()
         try:
             scores, version = await ranker.score(X, b.schema_hash)
         except PredictorError as e:
-            log.warning("predictor failed, recall order: %s", e)
-            degraded.append((2, "predictor"))
+            if isinstance(e, PredictorTimeout):
+                metrics.TIMEOUTS.labels(stage="predictor").inc()
+            if not isinstance(e, CircuitOpen):  # the breaker logs nothing per request of an outage
+                log.warning("ranker %s unavailable, recall order: %s", variant.ranker, e)
+            degraded.append((2, e.reason))
             scores, version = np.array([c.score for c in cands]), b.version
+        else:
+            if self.shadow is not None:
+                self.shadow.mirror(X, b.schema_hash, scores, req.k)
         metrics.STAGE_LATENCY.labels(stage="predict").observe(time.perf_counter() - start)
         return self._finish(self._top(req, cands, scores, cats, version), degraded)
 
-    def _matrix(self, user: np.ndarray, items: np.ndarray, cands: list[Candidate]) -> np.ndarray:
+    @staticmethod
+    def _matrix(b: Bundle, user: np.ndarray, items: np.ndarray, cands: list[Candidate]) -> np.ndarray:
         """Exactly the offline order: ranker columns, recall features, position 0."""
-        _, recall_x = self.bundle.recall.candidate_features(cands)
+        _, recall_x = b.recall.candidate_features(cands)
         context = np.zeros((len(cands), len(CONTEXT_FEATURES)), np.float32)
-        return np.hstack([self.bundle.cross.ranking_matrix(user, items), recall_x, context])
+        return np.hstack([b.cross.ranking_matrix(user, items), recall_x, context])
 
-    async def _recall(self, user_id: str, ctx: RecallContext, variant: Variant) -> list[Candidate]:
-        engine = self.bundle.recall
+    @staticmethod
+    def _channel(channel: Any, user_id: str, ctx: RecallContext, k: int) -> Any:
+        start = time.perf_counter()
+        out = channel.recall(user_id, ctx, k)
+        metrics.CHANNEL_LATENCY.labels(channel=channel.name).observe(time.perf_counter() - start)
+        metrics.CHANNEL_CANDIDATES.labels(channel=channel.name).observe(len(out))
+        return out
+
+    async def _recall(self, b: Bundle, user_id: str, ctx: RecallContext, variant: Variant) -> list[Candidate]:
+        return await self._run(self._recall_sync, b, user_id, ctx, variant)
+
+    def _recall_sync(self, b: Bundle, user_id: str, ctx: RecallContext, variant: Variant) -> list[Candidate]:
+        """In a chain thread: the channels run concurrently in the recall pool, each given the
+        channel timeout; then the filter and the fusion. One event-loop wake-up per request
+        instead of one per channel (each costs a self-pipe write and a loop turn)."""
+        engine = b.recall
         exclude = engine.exclusion.exclude_for(user_id, ctx.exclude)
         ctx = replace(ctx, exclude=exclude)
-        channels = [c for c in engine.channels if c.enabled]
-        calls = [
-            asyncio.wait_for(self._run(c.recall, user_id, ctx, engine.k[c.name]), self.channel_timeout_s)
-            for c in channels
-        ]
+        futures = {
+            self.recall_pool.submit(self._channel, c, user_id, ctx, engine.k[c.name]): c
+            for c in engine.channels
+            if c.enabled
+        }
+        _, late = wait(futures, timeout=self.timeouts.channel)
         results: dict[str, Any] = {}
-        for channel, out in zip(channels, await asyncio.gather(*calls, return_exceptions=True), strict=True):
-            if isinstance(out, TimeoutError):
+        for future, channel in futures.items():
+            if future in late:
+                future.cancel()  # not started yet: never runs; running: its result is dropped
+                metrics.TIMEOUTS.labels(stage="recall").inc()
                 metrics.CHANNEL_TIMEOUTS.labels(channel=channel.name).inc()
-            elif isinstance(out, BaseException):
-                log.warning("recall channel %s failed: %r", channel.name, out)
+            elif future.exception() is not None:
+                log.warning("recall channel %s failed: %r", channel.name, future.exception())
                 metrics.CHANNEL_ERRORS.labels(channel=channel.name).inc()
             else:
-                results[channel.name] = engine.exclusion.drop_inactive(out)
+                results[channel.name] = engine.exclusion.drop_inactive(future.result())
         fusion = engine.config.fusion
         weights = {**engine.weights, **variant.recall_weights}
         return fuse(results, weights, self.candidates, exclude, method=fusion.method,
@@ -255,6 +323,9 @@ class Chain:
         )
 
     async def close(self) -> None:
+        if self.shadow is not None:
+            await self.shadow.close()
         for ranker in self.rankers.values():
             await ranker.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.recall_pool.shutdown(wait=False, cancel_futures=True)

@@ -9,13 +9,14 @@ The fields are what ``recsys.evaluation.experiments.read_exposures`` reads.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from inference import transformer_metrics as metrics
 
@@ -32,7 +33,7 @@ class ExposureLog:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._path: Path | None = None
         self._thread = threading.Thread(target=self._run, name="recsys-exposures", daemon=True)
         self._thread.start()
@@ -64,10 +65,10 @@ class ExposureLog:
         if path != self._path:  # first record, or the date rolled over
             if self._file is not None:
                 self._file.close()
-            self._file = path.open("a", encoding="utf-8")
+            self._file = path.open("ab")
             self._path = path
         assert self._file is not None
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._file.write(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
     def _run(self) -> None:
         while True:

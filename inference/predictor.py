@@ -179,7 +179,8 @@ class ReloadingRepositoryExtension(ModelRepositoryExtension):
     An unloaded model can be loaded again: its object is remembered.
     """
 
-    def __init__(self, model_registry: ModelRepository, models: list[RankerModel]) -> None:
+    def __init__(self, model_registry: ModelRepository, models: list[Any]) -> None:
+        """``models``: kserve Models with an async ``reload()`` (the predictor's and the transformer's)."""
         super().__init__(model_registry=model_registry)
         self._known = {m.name: m for m in models}
 

@@ -18,6 +18,7 @@ import kserve.model_server
 
 from inference.dataplane import RawTensorDataPlane
 from inference.errors import ReloadFailed
+from inference.logs import set_request_logs
 from inference.model_source import RUNTIMES, ModelSource
 from inference.predictor import RankerModel, ReloadingRepositoryExtension, recsys_error_handler
 from recsys.errors import ConfigError, RecsysError
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("SCORING_THREADS", "4") or 4),
         help="threads that run the ranker (each ONNX run is single-threaded)",
     )
+    parser.add_argument(
+        "--request_logs",
+        action="store_true",
+        default=_env("REQUEST_LOGS", "") in ("1", "true"),
+        help="log every request (uvicorn access log, KServe timings); off: Prometheus counts them",
+    )
     return parser
 
 
@@ -103,6 +110,7 @@ def build(args: argparse.Namespace) -> tuple[RankerModel, kserve.ModelServer]:
         ssl_keyfile=args.ssl_keyfile,
     )
     # both are handed to the REST and gRPC servers only in start(), so replacing them here is safe
+    set_request_logs(args.request_logs)
     server.dataplane = RawTensorDataPlane(model_registry=server.registered_models)
     server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
     kserve.model_server.app.add_exception_handler(RecsysError, recsys_error_handler)

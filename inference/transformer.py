@@ -8,10 +8,14 @@ callers without a v2 client.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kserve
@@ -21,10 +25,11 @@ from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from inference import transformer_metrics as metrics
-from inference.chain import Chain, Request, Result
-from inference.errors import RequestError
+from inference.chain import Bundle, Chain, Request, Result
+from inference.errors import ReloadFailed, RequestError
 from inference.experiments import Experiments, Variant
 from inference.exposure_log import ExposureLog
+from recsys.errors import RecsysError
 
 log = logging.getLogger("kserve.recsys")
 MAX_K, MAX_EXCLUDE, MAX_ID = 500, 1000, 256
@@ -98,21 +103,72 @@ def _bytes(values: list[str], grpc: bool) -> Any:
 
 
 class RecommenderModel(kserve.Model):
+    """The transformer's model. ``bundle_source`` says which bundle should be served now (the
+    registry's champion, or a fixed directory); ``reload`` swaps to it when it moved, from the
+    repository load endpoint or a poller, while requests keep being answered."""
+
     def __init__(
-        self, name: str, chain: Chain, experiments: Experiments, exposures: ExposureLog | None
+        self,
+        name: str,
+        chain: Chain,
+        experiments: Experiments,
+        exposures: ExposureLog | None,
+        bundle_source: Callable[[], Path] | None = None,
+        poll_seconds: float = 0.0,
     ) -> None:
         super().__init__(name)
         self.chain, self.experiments, self.exposures = chain, experiments, exposures
+        self.bundle_source, self.poll_seconds = bundle_source, poll_seconds
+        self._reload_lock = threading.Lock()
+        self._stop_polling = threading.Event()
         self.ready = True
 
     def load(self) -> bool:
         self.ready = True
         return True
 
+    def start(self) -> None:
+        if self.poll_seconds > 0 and self.bundle_source is not None:
+            self._stop_polling.clear()
+            threading.Thread(target=self._poll, name="recsys-bundle-poll", daemon=True).start()
+
     def stop(self) -> None:
+        self._stop_polling.set()
         self.ready = False
         if self.exposures is not None:
             self.exposures.close()
+
+    def reload_sync(self, *, only_if_changed: bool = False) -> str:
+        """Serve the source's bundle: swapped | unchanged; ReloadFailed keeps the old one."""
+        if self.bundle_source is None:
+            return "unchanged"
+        with self._reload_lock:
+            current = self.chain.bundle
+            try:
+                path = self.bundle_source()
+                if only_if_changed and path.resolve() == current.path.resolve():
+                    metrics.RELOADS.labels(result="unchanged").inc()
+                    return "unchanged"
+                bundle = Bundle(path).bind(self.chain.store)
+            except Exception as e:
+                metrics.RELOADS.labels(result="failed").inc()
+                raise ReloadFailed(
+                    f"model {self.name}: reload failed (still serving {current.version}): {e}"
+                ) from e
+            self.chain.swap(bundle)
+            metrics.RELOADS.labels(result="swapped").inc()
+            log.info("model %s: serving bundle %s, replacing %s", self.name, bundle.version, current.version)
+            return "swapped"
+
+    async def reload(self) -> str:
+        return await asyncio.to_thread(self.reload_sync)
+
+    def _poll(self) -> None:
+        while not self._stop_polling.wait(self.poll_seconds):
+            try:
+                self.reload_sync(only_if_changed=True)
+            except RecsysError as e:
+                log.warning("model %s: polling reload: %s", self.name, e)
 
     async def recommend(self, req: Request, request_id: str) -> tuple[Result, Variant]:
         start = time.perf_counter()
@@ -121,6 +177,7 @@ class RecommenderModel(kserve.Model):
         latency = time.perf_counter() - start
         metrics.LATENCY.labels(variant=variant.name).observe(latency)
         metrics.REQUESTS.labels(status="ok", variant=variant.name).inc()
+        metrics.EXPOSED_ITEMS.labels(variant=variant.name).inc(len(result.items))
         if self.exposures is not None:
             self.exposures.submit(
                 {

@@ -1,7 +1,8 @@
 """Run the transformer: ``python -m inference.transformer_main [flags]`` (see docs/SERVING.md).
 
-KServe's flags come from ``kserve.model_server.parser`` (its ``--predictor_host`` and
-``--predictor_request_timeout_seconds`` name the predictor); ours say where the bundle, the
+KServe's flags come from ``kserve.model_server.parser`` (its ``--predictor_host`` names the
+predictor; its integer ``--predictor_request_timeout_seconds`` is replaced by our
+``--predictor_timeout_ms``); ours say where the bundle, the
 online store and the experiments are. Flags also read ``RECSYS_TRANSFORMER_*`` variables; the
 project settings come from ``load_settings`` (``config/recsys.yaml`` <- ``RECSYS_*`` <- flags).
 """
@@ -12,22 +13,26 @@ import argparse
 import atexit
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import kserve
 import kserve.model_server
 
-from inference.chain import Bundle, Chain
+from inference import transformer_metrics as metrics
+from inference.chain import Bundle, Chain, Timeouts
 from inference.experiments import Experiments
 from inference.exposure_log import ExposureLog
+from inference.logs import set_request_logs
 from inference.model_source import ModelSource
-from inference.predictor import recsys_error_handler
+from inference.predictor import ReloadingRepositoryExtension, recsys_error_handler
 from inference.ranker_client import RankerClient
+from inference.shadow import ShadowMirror
 from inference.transformer import RecommenderModel, add_rest_route
 from recsys.errors import ConfigError, RecsysError
 from recsys.models.bundles import resolve_bundle
-from recsys.settings import config_dir, load_settings
+from recsys.resilience import CircuitBreaker
+from recsys.settings import Settings, config_dir, load_settings
 from recsys.steps.sync import open_online_store
 
 HTTP_PORT, GRPC_PORT = 8080, 8081
@@ -50,7 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
         http_port=HTTP_PORT,
         grpc_port=GRPC_PORT,
         predictor_host=_env("PREDICTOR_HOST", "localhost:8082"),
-        predictor_request_timeout_seconds=float(_env("PREDICTOR_TIMEOUT_SECONDS", "0.5") or 0.5),
     )
     add = parser.add_argument
     add(
@@ -66,7 +70,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--experiments", default=_env("EXPERIMENTS"), help="experiments YAML; default config/experiments.yaml"
     )
     add("--exposure_dir", default=_env("EXPOSURE_DIR"), help="exposure log dir; default <data_dir>/exposures")
-    add("--channel_timeout_ms", type=float, default=float(_env("CHANNEL_TIMEOUT_MS", "100") or 100))
+    add(
+        "--channel_timeout_ms",
+        type=float,
+        default=float(_env("CHANNEL_TIMEOUT_MS", "50") or 50),
+        help="each recall channel's timeout",
+    )
+    add(
+        "--predictor_timeout_ms",
+        type=float,
+        default=float(_env("PREDICTOR_TIMEOUT_MS", "200") or 200),
+        help="each predictor call's timeout",
+    )
+    add(
+        "--store_timeout_ms",
+        type=float,
+        default=float(_env("STORE_TIMEOUT_MS", "50") or 50),
+        help="each online store read's timeout (half of it for Redis, half for the fallback)",
+    )
+    add(
+        "--request_timeout_ms",
+        type=float,
+        default=float(_env("REQUEST_TIMEOUT_MS", "250") or 250),
+        help="the whole request's timeout; popular items after it",
+    )
+    add(
+        "--shadow_predictor_host",
+        default=_env("SHADOW_PREDICTOR_HOST", ""),
+        help="host:port of a shadow predictor that sampled ranking requests are mirrored to",
+    )
+    add("--shadow_sample_rate", type=float, default=float(_env("SHADOW_SAMPLE_RATE", "0.1") or 0.1))
+    add(
+        "--shadow_max_in_flight",
+        type=int,
+        default=int(_env("SHADOW_MAX_IN_FLIGHT", "4") or 4),
+        help="mirrors running at once; more are dropped, never queued",
+    )
+    add(
+        "--poll_seconds",
+        type=float,
+        default=float(_env("POLL_SECONDS", "0") or 0),
+        help="follow the champion: reload the bundle when it changed, checked every N seconds; 0 = off",
+    )
     add("--chain_threads", type=int, default=int(_env("CHAIN_THREADS", "8") or 8))
     add("--candidates", type=int, default=int(_env("CANDIDATES", "300") or 300))
     add(
@@ -74,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(_env("CATEGORY_CAP", "3") or 3),
         help="items per category in top k",
+    )
+    add(
+        "--request_logs",
+        action="store_true",
+        default=_env("REQUEST_LOGS", "") in ("1", "true"),
+        help="log every request (uvicorn access log, KServe timings); off: Prometheus counts them",
     )
     return parser
 
@@ -85,23 +136,40 @@ def _rankers(args: argparse.Namespace) -> dict[str, RankerClient]:
         if not sep or not alias or not host:
             raise ConfigError(f"--predictor_hosts: {entry!r} is not alias=host:port")
         hosts[alias] = host
-    timeout = args.predictor_request_timeout_seconds
-    return {alias: RankerClient(host, args.model_name, timeout) for alias, host in hosts.items()}
+    timeout = args.predictor_timeout_ms / 1000
+    return {alias: _client(alias, host, args.model_name, timeout) for alias, host in hosts.items()}
+
+
+def _breaker(target: str, failure_threshold: int) -> CircuitBreaker:
+    """A breaker whose state is exported as ``recommendation_circuit_state{target}``."""
+    metrics.track_breaker(target, "closed")
+    return CircuitBreaker(target, failure_threshold, reset_timeout_s=2.0, on_change=metrics.track_breaker)
+
+
+def _client(target: str, host: str, model_name: str, timeout: float) -> RankerClient:
+    return RankerClient(host, model_name, timeout, _breaker(target, failure_threshold=5))
+
+
+def _bundle_source(args: argparse.Namespace, settings: Settings) -> Callable[[], Path]:
+    if args.bundle:
+        return lambda: Path(args.bundle)
+    source = ModelSource(f"models:/{settings.model_name}@champion", settings)
+    return lambda: resolve_bundle(settings, source.fingerprint().split(":", 1)[0])
 
 
 def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServer]:
     if args.workers != 1:
         raise ConfigError(f"--workers: the transformer runs 1 worker, got {args.workers}")
-    if args.channel_timeout_ms <= 0 or args.chain_threads < 1 or args.candidates < 1 or args.category_cap < 1:
-        raise ConfigError(
-            "--channel_timeout_ms, --chain_threads, --candidates, --category_cap must be positive"
-        )
+    positive = ("channel_timeout_ms", "predictor_timeout_ms", "store_timeout_ms", "request_timeout_ms",
+                "chain_threads", "candidates", "category_cap", "shadow_max_in_flight")  # fmt: skip
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name}: must be positive, got {getattr(args, name)}")
+    if not 0 <= args.shadow_sample_rate <= 1 or args.poll_seconds < 0:
+        raise ConfigError("--shadow_sample_rate must be in [0, 1] and --poll_seconds >= 0")
     settings = load_settings(data_dir=args.data_dir, online_store=args.store_url)
-    if args.bundle:
-        bundle_dir = Path(args.bundle)
-    else:
-        source = ModelSource(f"models:/{settings.model_name}@champion", settings)
-        bundle_dir = resolve_bundle(settings, source.fingerprint().split(":", 1)[0])
+    bundle_source = _bundle_source(args, settings)
+    bundle_dir = bundle_source()
     experiments_path = Path(args.experiments) if args.experiments else config_dir() / "experiments.yaml"
     experiments = Experiments.load(experiments_path) if experiments_path.exists() else Experiments.single()
     server = kserve.ModelServer(
@@ -119,20 +187,36 @@ def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServe
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
+    set_request_logs(args.request_logs)
     fallback = args.store_fallback_url or settings.online_store_fallback_url
-    store = open_online_store(settings.online_store_url, fallback)
+    store_breaker = _breaker("store", failure_threshold=3)
+    # Redis gets half the store budget, so that a timeout still leaves time for the fallback
+    store = open_online_store(
+        settings.online_store_url, fallback, timeout_s=args.store_timeout_ms / 2000, breaker=store_breaker
+    )
+    shadow = None
+    if args.shadow_predictor_host:
+        timeout = args.predictor_timeout_ms / 1000
+        client = _client("shadow", args.shadow_predictor_host, args.model_name, timeout)
+        shadow = ShadowMirror(client, args.shadow_sample_rate, args.shadow_max_in_flight)
     chain = Chain(
         Bundle(bundle_dir),
         store,
         _rankers(args),
         threads=args.chain_threads,
-        channel_timeout_s=args.channel_timeout_ms / 1000,
+        timeouts=Timeouts(
+            store=args.store_timeout_ms / 1000,
+            channel=args.channel_timeout_ms / 1000,
+            request=args.request_timeout_ms / 1000,
+        ),
         candidates=args.candidates,
         category_cap=args.category_cap,
+        shadow=shadow,
     )
     exposures = ExposureLog(Path(args.exposure_dir) if args.exposure_dir else settings.data_dir / "exposures")
     atexit.register(exposures.close)  # the model's stop() closes it too; a second close is a no-op
-    model = RecommenderModel(args.model_name, chain, experiments, exposures)
+    model = RecommenderModel(args.model_name, chain, experiments, exposures, bundle_source, args.poll_seconds)
+    server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
     app = kserve.model_server.app
     app.add_exception_handler(RecsysError, recsys_error_handler)
     add_rest_route(app, model)

@@ -1,7 +1,9 @@
-"""Shared fixtures: real source databases (SQLite file, PostgreSQL on loopback)."""
+"""Shared fixtures: real source databases (SQLite file, PostgreSQL on loopback) and, for the
+serving tests, one private Redis and one trained, published bundle per session."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -9,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serving_helpers import RedisServer, run
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +63,29 @@ def source_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def served_data(tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer) -> Path:
+    """A small marketplace trained by the local pipeline and published to the private Redis (and
+    the SQLite fallback in the data dir)."""
+    d = tmp_path_factory.mktemp("served")
+    env = {"RECSYS_ONLINE_STORE": private_redis.url}
+    run("data", "generate", "--users", "300", "--items", "120", "--days", "14", "--seed", "7",
+        "--data-dir", str(d), cwd=d, env=env)  # fmt: skip
+    run("pipeline", "run", "--local", "--json", "--data-dir", str(d), cwd=d, env=env)
+    return d
+
+
+@pytest.fixture(scope="session")
+def served_bundle(served_data: Path) -> Path:
+    return Path(json.loads((served_data / "bundles" / "LATEST.json").read_text())["path"])

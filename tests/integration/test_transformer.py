@@ -1,18 +1,15 @@
 """The KServe transformer in front of the predictor, both as real processes on loopback ports.
 
-A real bundle, online store and MLflow champion come from ``recsys pipeline run --local`` on a
-small synthetic marketplace. Clients: tritonclient.http (binary), KServe's InferenceRESTClient
-(JSON) and plain GET /recommend. The predictor is stopped at the end: answers degrade, never fail.
+A real bundle, online store (a private Redis, SQLite fallback) and MLflow champion come from
+``recsys pipeline run --local`` on a small synthetic marketplace (tests/integration/conftest.py).
+Clients: tritonclient.http (binary), KServe's InferenceRESTClient (JSON) and plain GET /recommend.
+The predictor is stopped at the end: answers degrade, never fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,19 +21,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
+from serving_helpers import (
+    MODEL,
+    REPO_ROOT,
+    RedisServer,
+    free_port,
+    infer,
+    metric,
+    start,
+    stop,
+    text,
+    wait_ready,
+)
 from tritonclient.utils import InferenceServerException
 
 from inference.experiments import Experiments, bucket
 from recsys.steps.features import read_features
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL = "recsys"
-SMALL = {
-    "RECSYS_TRAINING__HOLDOUT_DAYS": "2",
-    "RECSYS_TRAINING__VALID_DAYS": "2",
-    "RECSYS_TRAINING__TRAIN_DAYS": "6",
-}
-
 
 # -- experiments (no servers) -----------------------------------------------------------------
 
@@ -56,79 +56,28 @@ def test_assignment_is_stable_and_splits_as_configured() -> None:
 # -- processes --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def run(*args: str, cwd: Path) -> None:
-    env = {**os.environ, **SMALL}
-    proc = subprocess.run([sys.executable, "-m", "recsys", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-def start(module: str, tmp: Path, data_dir: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", module, "--http_port", str(port), "--grpc_port", str(free_port()),
-           "--data_dir", str(data_dir), "--enable_latency_logging", "false", *args]  # fmt: skip
-    with (tmp / f"{module}.log").open("wb") as out:
-        return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "RECSYS_DATA_DIR": str(data_dir)})  # fmt: skip
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{log.name}: exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{log.name}: not ready after 60 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+@pytest.fixture(scope="module")
+def data_dir(served_data: Path) -> Path:
+    return served_data
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("transformer")
-    run("data", "generate", "--users", "300", "--items", "120", "--days", "14", "--seed", "7",
-        "--data-dir", str(d), cwd=d)  # fmt: skip
-    run("pipeline", "run", "--local", "--json", "--data-dir", str(d), cwd=d)
-    return d
+def bundle(served_bundle: Path) -> Path:
+    return served_bundle
 
 
 @pytest.fixture(scope="module")
-def bundle(data_dir: Path) -> Path:
-    return Path(json.loads((data_dir / "bundles" / "LATEST.json").read_text())["path"])
-
-
-@pytest.fixture(scope="module")
-def servers(data_dir: Path, bundle: Path) -> Iterator[dict[str, object]]:
-    tmp = data_dir / "logs"
-    tmp.mkdir()
+def servers(data_dir: Path, bundle: Path, private_redis: RedisServer) -> Iterator[dict[str, object]]:
+    logs = data_dir / "logs"
     pport, tport = free_port(), free_port()
     purl, turl = f"127.0.0.1:{pport}", f"127.0.0.1:{tport}"
     # started together; no --bundle: the transformer finds the MLflow champion, the same bundle
-    pproc = start("inference.predictor_main", tmp, data_dir, pport, "--model_uri", str(bundle))
-    tproc = start("inference.transformer_main", tmp, data_dir, tport, "--predictor_host", purl)
+    pproc = start("inference.predictor_main", logs, data_dir, pport, "--model_uri", str(bundle))
+    tproc = start("inference.transformer_main", logs, data_dir, tport, "--predictor_host", purl,
+                  "--store_url", private_redis.url)  # fmt: skip
     try:
-        wait_ready(pproc, purl, tmp / "inference.predictor_main.log")
-        wait_ready(tproc, turl, tmp / "inference.transformer_main.log")
+        wait_ready(pproc, purl, logs / f"inference.predictor_main-{pport}.log")
+        wait_ready(tproc, turl, logs / f"inference.transformer_main-{tport}.log")
         yield {"predictor": pproc, "url": turl}
     finally:
         stop(tproc)
@@ -138,38 +87,6 @@ def servers(data_dir: Path, bundle: Path) -> Iterator[dict[str, object]]:
 @pytest.fixture(scope="module")
 def url(servers: dict[str, object]) -> str:
     return str(servers["url"])
-
-
-def infer(url: str, user: object, k: int | None = 10, **extra: np.ndarray) -> triton.InferResult:
-    client = triton.InferenceServerClient(url)
-    dtype = "INT64" if isinstance(user, int) else "BYTES"
-    uid = triton.InferInput("user_id", [1], dtype)
-    uid.set_data_from_numpy(np.array([user], dtype=np.int64 if isinstance(user, int) else np.object_))
-    inputs = [uid]
-    if k is not None:
-        kin = triton.InferInput("k", [1], "INT32")
-        kin.set_data_from_numpy(np.array([k], np.int32))
-        inputs.append(kin)
-    for name, arr in extra.items():
-        t = triton.InferInput(name, list(arr.shape), "BYTES" if arr.dtype == object else "FP32")
-        t.set_data_from_numpy(arr)
-        inputs.append(t)
-    try:
-        return client.infer(MODEL, inputs)
-    finally:
-        client.close()
-
-
-def text(values: np.ndarray) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values.reshape(-1)]
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    body = urllib.request.urlopen(f"http://{url}/metrics", timeout=10).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 # -- requests ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from recsys.errors import PipelineError
+from recsys.resilience import CircuitBreaker
 from recsys.steps.common import run_record_path, utc_now, write_json
 from recsys.steps.features import read_features
 from recsys.store import FallbackStore, FeatureBlock, OnlineStore, StoreSnapshot, open_store
@@ -41,10 +42,23 @@ def latest_bundle(data_dir: Path) -> Path:
     return bundle
 
 
-def open_online_store(url: str, fallback_url: str | None) -> OnlineStore:
-    """The primary store, backed by a SQLite fallback when one is configured."""
-    primary = open_store(url)
-    return FallbackStore(primary, open_store(fallback_url)) if fallback_url else primary
+def open_online_store(
+    url: str,
+    fallback_url: str | None,
+    *,
+    timeout_s: float | None = None,
+    breaker: CircuitBreaker | None = None,
+) -> OnlineStore:
+    """The primary store, backed by a SQLite fallback when one is configured.
+
+    ``timeout_s`` (serving) bounds a Redis primary's connect and read time and turns off its
+    retry: a request has a fallback to go to and no time to wait for a second try.
+    """
+    options: dict[str, Any] = {}
+    if timeout_s is not None and url.startswith(("redis://", "rediss://")):
+        options = {"connect_timeout_s": timeout_s, "socket_timeout_s": timeout_s, "retries": 0}
+    primary = open_store(url, **options)
+    return FallbackStore(primary, open_store(fallback_url), breaker) if fallback_url else primary
 
 
 HISTORY_CHANNEL = "history"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from recsys.errors import StoreUnavailable
+from recsys.resilience import CircuitBreaker
 from recsys.store.base import Lookup, OnlineStore, Progress, RecallList, StoreSnapshot
 
 log = logging.getLogger(__name__)
@@ -15,27 +16,40 @@ T = TypeVar("T")
 
 class FallbackStore(OnlineStore):
     """``Lookup.served_by`` tells which store answered; only StoreUnavailable falls back, so an
-    unknown version or a corrupt value in the primary still surfaces as an error."""
+    unknown version or a corrupt value in the primary still surfaces as an error.
+
+    Reads go through a circuit breaker around the primary: after a few failures in a row they
+    go straight to the fallback for a while instead of paying the primary's connect or socket
+    timeout on every request of an outage; then one trial read tells whether it is back.
+    """
 
     name = "fallback"
 
-    def __init__(self, primary: OnlineStore, fallback: OnlineStore) -> None:
+    def __init__(
+        self, primary: OnlineStore, fallback: OnlineStore, breaker: CircuitBreaker | None = None
+    ) -> None:
         self.primary = primary
         self.fallback = fallback
+        self.breaker = breaker or CircuitBreaker(primary.name, failure_threshold=3, reset_timeout_s=2.0)
         self._degraded = False
 
     def _read(self, call: Callable[[OnlineStore], T]) -> T:
-        # TODO(circuit breaker): after repeated failures skip the primary for a while instead of
-        # paying its connect/socket timeout on every request
+        if not self.breaker.allow():
+            return call(self.fallback)
         try:
             result = call(self.primary)
         except StoreUnavailable as e:
+            self.breaker.record_failure()
             if not self._degraded:  # log transitions, not every request of an outage
                 log.warning(
                     "store: %s unavailable, reading from %s: %s", self.primary.name, self.fallback.name, e
                 )
                 self._degraded = True
             return call(self.fallback)
+        except BaseException:
+            self.breaker.record_success()  # it answered (an unknown version, say): not an outage
+            raise
+        self.breaker.record_success()
         if self._degraded:
             log.warning("store: %s is back, reading from it again", self.primary.name)
             self._degraded = False
