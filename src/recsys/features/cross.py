@@ -31,15 +31,21 @@ class Pair:
     def i(self, name: str) -> np.ndarray:
         return self._i[:, self._icols[name]]
 
+    @staticmethod
+    def _block(cols: dict[str, int], name: str) -> tuple[int, int]:
+        """(first column, width) of the vector feature ``name[0..dim)``; its parts are adjacent."""
+        start, dim = cols[f"{name}[0]"], 1
+        while f"{name}[{dim}]" in cols:
+            dim += 1
+        return start, dim
+
     def ublock(self, name: str) -> np.ndarray:
-        start = self._ucols[f"{name}[0]"]
-        dim = sum(1 for c in self._ucols if c.startswith(f"{name}["))
+        start, dim = self._block(self._ucols, name)
         block = self._u[:, start : start + dim]
         return np.broadcast_to(block, (self.n, dim)) if block.shape[0] == 1 else block
 
     def iblock(self, name: str) -> np.ndarray:
-        start = self._icols[f"{name}[0]"]
-        dim = sum(1 for c in self._icols if c.startswith(f"{name}["))
+        start, dim = self._block(self._icols, name)
         return self._i[:, start : start + dim]
 
 

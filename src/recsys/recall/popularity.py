@@ -157,9 +157,24 @@ class Popular(GroupPopularity):
             idx, sc = self.lists.get(key)
             pops.update(zip(idx.tolist(), sc.astype(np.float64).tolist(), strict=True))
         idx = np.fromiter(pops, np.int64, len(pops))
-        ids = self.lists.vocab[idx]
-        factor = np.array([1.0 + boost * share.get(self.item_group.get(i, ""), 0.0) for i in ids])
-        return top_k(ids, np.fromiter(pops.values(), np.float64, len(pops)) * factor, k, ctx.exclude)
+        codes, names = self._vocab_groups()
+        # per group code its share (index len(names) = no group): one vector op per request
+        shares = np.array([share.get(g, 0.0) for g in names] + [0.0])
+        factor = 1.0 + boost * shares[codes[idx]]
+        scores = np.fromiter(pops.values(), np.float64, len(pops)) * factor
+        return top_k(self.lists.vocab[idx], scores, k, ctx.exclude)
+
+    def _vocab_groups(self) -> tuple[np.ndarray, list[str]]:
+        """Each list-vocabulary item's group code, and the group names; built on first use."""
+        cached = getattr(self, "_groups_cache", None)
+        if cached is None or cached[0] is not self.lists.vocab:
+            names = sorted(set(self.item_group.values()))
+            code = {g: n for n, g in enumerate(names)}
+            groups = [self.item_group.get(str(i), "") for i in self.lists.vocab]
+            codes = np.array([code.get(g, len(names)) for g in groups], dtype=np.int64)
+            cached = (self.lists.vocab, codes, names)
+            self._groups_cache = cached
+        return cached[1], cached[2]
 
 
 class IndustryParams(HistoryParams):
