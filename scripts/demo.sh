@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: synthetic data in SQLite, the pipeline on kfp.local
-# (SQLite online store, MLflow on a SQLite backend), then recommendations from the champion.
+# (SQLite online store, MLflow on a SQLite backend), recommendations from the champion, then
+# the KServe predictor + transformer serving it on localhost (Ctrl-C stops them; without a
+# terminal, e.g. in a script, they stop after showing a few users' answers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RECSYS_DATA_DIR="${RECSYS_DATA_DIR:-data}"
@@ -29,3 +31,8 @@ recsys recommend user "new-visitor" --k 5
 echo
 echo "evaluation: ${RECSYS_DATA_DIR}/evaluation/summary.json   quality report: ${RECSYS_DATA_DIR}/quality/latest.html"
 echo "run it again (recsys pipeline run --local): nothing changed in the source, so 0 rows are extracted"
+echo
+echo "== 5. online: the KServe predictor (8082) and transformer (8080) on the champion, via HTTP"
+once=()
+if [ ! -t 0 ] || [ "${DEMO_SERVE_ONCE:-0}" = 1 ]; then once=(--once); fi
+recsys serve --try-users "$user,u000002,new-visitor" --k 5 "${once[@]}"

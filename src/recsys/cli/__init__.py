@@ -16,6 +16,7 @@ from recsys.cli import features as features_cli
 from recsys.cli import model as model_cli
 from recsys.cli import pipeline as pipeline_cli
 from recsys.cli import recommend as recommend_cli
+from recsys.cli import serve as serve_cli
 from recsys.cli import store as store_cli
 from recsys.errors import QualityGateFailed, RecsysError
 
@@ -32,6 +33,7 @@ app.add_typer(features_cli.app, name="features")
 app.add_typer(store_cli.app, name="store")
 app.add_typer(model_cli.app, name="model")
 app.add_typer(recommend_cli.app, name="recommend")
+app.command("serve")(serve_cli.serve)
 
 
 @app.callback()

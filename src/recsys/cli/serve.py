@@ -1,0 +1,245 @@
+"""``recsys serve``: the KServe predictor and transformer on this machine, on the trained artifacts.
+
+Both run as their own processes (``python -m inference.predictor_main`` / ``transformer_main``),
+exactly as in the cluster; both follow the registry's champion of ``--data-dir``. The command
+waits until both report ready, prints how to call them, optionally shows a few users'
+recommendations, and serves until Ctrl-C / SIGTERM, which stops both gracefully (the exposure
+log is flushed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from recsys.cli.common import DataDirOpt, settings_from
+from recsys.errors import ConfigError, PipelineError, RecsysError
+
+
+@dataclass
+class Server:
+    name: str
+    module: str
+    http_port: int
+    grpc_port: int
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        # as uvicorn binds: connections of a previous server in TIME_WAIT do not block the port
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ready(server: Server) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{server.url}/v2/health/ready", timeout=1) as resp:
+            return resp.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _tail(path: Path | None, lines: int = 30) -> str:
+    if path is None or not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _start(server: Server, data_dir: Path, log_dir: Path) -> None:
+    server.log = log_dir / f"{server.name}.log"
+    cmd = [sys.executable, "-m", server.module, "--http_port", str(server.http_port),
+           "--grpc_port", str(server.grpc_port), "--data_dir", str(data_dir), *server.args]  # fmt: skip
+    with server.log.open("ab") as out:
+        # own process group: Ctrl-C reaches this command, which stops the servers in order
+        server.proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RECSYS_DATA_DIR": str(data_dir)},
+        )  # fmt: skip
+
+
+def _stop(servers: list[Server]) -> None:
+    for server in servers:  # transformer first: it flushes exposures, then the predictor goes
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.terminate()
+            try:
+                server.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait()
+
+
+def _wait_ready(servers: list[Server], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(servers)
+    while pending:
+        for server in list(pending):
+            assert server.proc is not None
+            if server.proc.poll() is not None:
+                raise PipelineError(
+                    f"serve: the {server.name} exited with code {server.proc.returncode}; "
+                    f"last lines of {server.log}:\n{_tail(server.log)}"
+                )
+            if _ready(server):
+                pending.remove(server)
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(s.name for s in pending)
+            raise PipelineError(f"serve: {names} not ready after {timeout:g} s; see {pending[0].log}")
+        time.sleep(0.2)
+
+
+def recommend_via_http(url: str, user_id: str, k: int) -> dict[str, Any]:
+    query = urllib.parse.urlencode({"user_id": user_id, "k": k})
+    with urllib.request.urlopen(f"http://{url}/recommend?{query}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _show(url: str, users: list[str], k: int) -> None:
+    for user in users:
+        body = recommend_via_http(url, user, k)
+        typer.echo(
+            f"\nuser {user}: variant {body['experiment_variant']}, degrade level {body['degrade_level']}, "
+            f"model {body['model_version']}"
+        )
+        for rank, item in enumerate(body["items"], 1):
+            typer.echo(
+                f"  {rank:>2}. {item['item_id']:<12} {item['score']:.4f}  {','.join(item['channels'])}"
+            )
+
+
+def _usage(transformer: Server, predictor: Server, model: str) -> str:
+    t, p = transformer.url, predictor.url
+    v2 = json.dumps({"inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["u000001"]},
+                                {"name": "k", "shape": [1], "datatype": "INT32", "data": [5]}]})  # fmt: skip
+    return "\n".join([
+        f"transformer (recall + features + ranking): http://{t}  gRPC 127.0.0.1:{transformer.grpc_port}",
+        f"predictor (ranker):                        http://{p}  gRPC 127.0.0.1:{predictor.grpc_port}",
+        "",
+        f"  curl 'http://{t}/recommend?user_id=u000001&k=5'",
+        f"  curl -H 'Content-Type: application/json' -d '{v2}' http://{t}/v2/models/{model}/infer",
+        f"  curl http://{t}/metrics        (Prometheus; the predictor's on http://{p}/metrics)",
+        f"  curl -X POST http://{t}/v2/repository/models/{model}/load   (reload the champion now)",
+        f"logs: {transformer.log}, {predictor.log}",
+    ])  # fmt: skip
+
+
+def serve(
+    ctx: typer.Context,
+    data_dir: DataDirOpt = None,
+    model_name: Annotated[
+        str, typer.Option(help="Model name on both servers (KServe: the ISVC's).")
+    ] = "recsys",
+    http_port: Annotated[int, typer.Option(help="Transformer REST port.")] = 8080,
+    grpc_port: Annotated[int, typer.Option(help="Transformer gRPC port.")] = 8081,
+    predictor_http_port: Annotated[int, typer.Option(help="Predictor REST port.")] = 8082,
+    predictor_grpc_port: Annotated[int, typer.Option(help="Predictor gRPC port.")] = 8083,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Online store URL [env RECSYS_ONLINE_STORE, default sqlite in data dir]."),
+    ] = None,
+    shadow_port: Annotated[
+        int | None, typer.Option(help="Also start a shadow predictor (the champion, LightGBM runtime) here.")
+    ] = None,
+    try_users: Annotated[
+        str | None, typer.Option(help="Comma-separated user ids whose recommendations are shown once ready.")
+    ] = None,
+    k: Annotated[int, typer.Option(min=1, max=500, help="Items per shown user.")] = 5,
+    once: Annotated[
+        bool, typer.Option("--once", help="Stop after showing --try-users (for scripts).")
+    ] = False,
+    poll_seconds: Annotated[
+        float, typer.Option(min=0, help="Follow the champion every N s; 0 = off.")
+    ] = 10.0,
+    ready_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for both servers.")] = 180.0,
+) -> None:
+    """Start predictor and transformer on the champion, wait until ready, print how to call them."""
+    from recsys.steps.sync import latest_bundle
+
+    settings = settings_from(ctx, data_dir=data_dir, online_store=store)
+    data = settings.data_dir.resolve()
+    latest_bundle(data)  # a clear error before anything starts when nothing was trained
+    ports = {"--http-port": http_port, "--grpc-port": grpc_port, "--predictor-http-port": predictor_http_port,
+             "--predictor-grpc-port": predictor_grpc_port}  # fmt: skip
+    if shadow_port is not None:
+        ports["--shadow-port"] = shadow_port
+    if len(set(ports.values())) != len(ports):
+        raise ConfigError(f"serve: ports must differ: {ports}")
+    for flag, port in ports.items():
+        if not _port_free(port):
+            raise ConfigError(f"serve: {flag} {port} is in use (stop what runs there or pick another port)")
+    common = [
+        "--model_name",
+        model_name,
+        "--poll_seconds",
+        str(poll_seconds),
+        "--enable_latency_logging",
+        "false",
+    ]
+    predictor = Server(
+        "predictor", "inference.predictor_main", predictor_http_port, predictor_grpc_port, common
+    )
+    servers = [predictor]
+    t_args = [*common, "--predictor_host", predictor.url, "--store_url", settings.online_store_url]
+    if shadow_port is not None:
+        shadow_args = [*common, "--runtime", "lightgbm", "--enable_grpc", "false"]
+        shadow = Server("shadow", "inference.predictor_main", shadow_port, 0, shadow_args)
+        servers.append(shadow)
+        t_args += ["--shadow_predictor_host", shadow.url]
+    transformer = Server("transformer", "inference.transformer_main", http_port, grpc_port, t_args)
+    log_dir = data / "logs" / "serve"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    order = [transformer, *servers]  # stop order
+    stopping = False
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for server in [*servers, transformer]:
+            _start(server, data, log_dir)
+        typer.echo(f"starting {', '.join(s.name for s in order)} on the champion of {data} ...")
+        _wait_ready(order, ready_timeout)
+        typer.echo("ready.\n" + _usage(transformer, predictor, model_name))
+        if try_users:
+            _show(transformer.url, [u.strip() for u in try_users.split(",") if u.strip()], k)
+        if once:
+            return
+        typer.echo("\nserving; Ctrl-C stops both servers")
+        while all(s.proc is not None and s.proc.poll() is None for s in order):
+            time.sleep(0.5)
+        dead = next(s for s in order if s.proc is not None and s.proc.poll() is not None)
+        raise PipelineError(f"serve: the {dead.name} exited; last lines of {dead.log}:\n{_tail(dead.log)}")
+    except KeyboardInterrupt:
+        typer.echo("stopping ...")
+    except urllib.error.URLError as e:
+        raise RecsysError(f"serve: the transformer did not answer: {e}") from e
+    finally:
+        _stop(order)
+        signal.signal(signal.SIGTERM, previous)
