@@ -1,0 +1,268 @@
+"""Load test of the serving pair (KServe transformer + predictor) with wrk.
+
+1. Unless ``--data-dir`` already holds a champion: generate the demo marketplace (2,000 users,
+   1,000 items, 30 days) and train it with the local pipeline, the ranker forced to
+   ``--trees`` trees (early stopping off), publishing to the Redis at ``--store``.
+2. ``recsys serve`` starts predictor and transformer (as in the README) on that data dir.
+3. wrk drives ``POST /v2/models/recsys/infer`` (JSON v2, what a client sends) at a fixed
+   concurrency for ``--duration`` seconds, cycling through a request mix: users with a history
+   ("known"), ids never seen ("unknown") and users registered without any event ("cold").
+4. Reports RPS, p50/p95/p99 (wrk's own histogram, from its Lua ``done`` hook), errors (socket
+   errors + non-2xx), the answers' degrade levels, per-stage means from the transformer's
+   metrics, and the CPU seconds each process used per request: where the time goes.
+
+    .venv/bin/python benchmarks/serve_bench.py --data-dir /tmp/serve-bench --json /tmp/serve.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RECSYS = [sys.executable, "-m", "recsys"]
+LUA = r"""
+local bodies = {}
+local n = 0
+for line in io.lines("%(bodies)s") do n = n + 1; bodies[n] = line end
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter %% n + 1
+  return wrk.format(nil, "/v2/models/recsys/infer", nil, bodies[counter])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT {\"requests\": %%d, \"duration_us\": %%d, \"p50_us\": %%d, \"p90_us\": %%d, " ..
+    "\"p95_us\": %%d, \"p99_us\": %%d, \"max_us\": %%d, \"mean_us\": %%.1f, \"connect\": %%d, " ..
+    "\"read\": %%d, \"write\": %%d, \"status\": %%d, \"timeout\": %%d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(95), latency:percentile(99), latency.max, latency.mean,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def sh(cmd: list[str], env: dict[str, str]) -> None:
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[2:])} failed:\n{proc.stderr[-3000:]}")
+
+
+def prepare(args: argparse.Namespace, env: dict[str, str]) -> None:
+    if (args.data_dir / "bundles" / "LATEST.json").exists():
+        print(f"using the champion already trained in {args.data_dir}")
+        return
+    print(f"training the demo marketplace into {args.data_dir} ({args.trees} trees, store {args.store}) ...")
+    sh(
+        [*RECSYS, "data", "generate", "--users", "2000", "--items", "1000", "--days", "30", "--seed", "42"],
+        env,
+    )
+    sh([*RECSYS, "pipeline", "run", "--local"], env)
+
+
+def request_mix(args: argparse.Namespace, path: Path) -> dict[str, int]:
+    """One JSON v2 body per line: known 70 %, unknown 20 %, cold 10 % (shuffled, fixed seed)."""
+    db = sqlite3.connect(args.data_dir / "source.db")
+    known = [r[0] for r in db.execute("select distinct user_id from events order by user_id")]
+    cold = [
+        r[0]
+        for r in db.execute("select user_id from users where user_id not in (select user_id from events)")
+    ]
+    rng = random.Random(0)
+    kinds = ["known"] * 70 + ["unknown"] * 20 + ["cold"] * (10 if cold else 0)
+    counts: dict[str, int] = {}
+    with path.open("w") as out:
+        for n in range(args.mix_size):
+            kind = rng.choice(kinds)
+            counts[kind] = counts.get(kind, 0) + 1
+            user = (
+                rng.choice(known)
+                if kind == "known"
+                else rng.choice(cold)
+                if kind == "cold"
+                else f"visitor-{n}"
+            )
+            inputs = [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": [user]},
+                      {"name": "k", "shape": [1], "datatype": "INT32", "data": [args.k]}]  # fmt: skip
+            body = {"inputs": inputs}
+            out.write(json.dumps(body) + "\n")
+    return counts
+
+
+def metrics_text(url: str) -> str:
+    return urllib.request.urlopen(f"http://{url}/metrics", timeout=10).read().decode()
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """``{labels: value}`` of one metric's samples."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", line)
+        if m:
+            out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its (waited-for and live) children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / ticks
+
+
+def pids(serve_pid: int, store: str) -> dict[str, int]:
+    """The servers (children of ``recsys serve``) and the Redis behind ``store``."""
+    hostport = re.sub(r"^rediss?://([^/]+).*$", r"\1", store)
+    found = {"serve": serve_pid}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = b" ".join((p / "cmdline").read_bytes().split(b"\0")).decode(errors="replace")
+            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == serve_pid and "inference.transformer_main" in cmd:
+            found["transformer"] = int(p.name)
+        elif ppid == serve_pid and "inference.predictor_main" in cmd:
+            found["predictor"] = int(p.name)
+        elif "redis-server" in cmd and hostport in cmd:
+            found["redis"] = int(p.name)
+    return found
+
+
+def stage_means(before: str, after: str) -> dict[str, float]:
+    out = {}
+    for stage in ("history", "recall", "features", "matrix", "predict"):
+        key = f'{{stage="{stage}"}}'
+        s = samples(after, "recommendation_stage_seconds_sum").get(key, 0) - samples(
+            before, "recommendation_stage_seconds_sum").get(key, 0)  # fmt: skip
+        c = samples(after, "recommendation_stage_seconds_count").get(key, 0) - samples(
+            before, "recommendation_stage_seconds_count").get(key, 0)  # fmt: skip
+        if c:
+            out[stage] = round(1000 * s / c, 3)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    args.data_dir = args.data_dir.resolve()
+    env = {**os.environ, "RECSYS_DATA_DIR": str(args.data_dir), "RECSYS_ONLINE_STORE": args.store,
+           "RECSYS_RANKING__N_ESTIMATORS": str(args.trees),
+           "RECSYS_RANKING__EARLY_STOPPING_ROUNDS": "0"}  # fmt: skip
+    prepare(args, env)
+    bundle = Path(json.loads((args.data_dir / "bundles" / "LATEST.json").read_text())["path"])
+    ranker = json.loads((bundle / "ranker" / "ranker.json").read_text())
+    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    mix = request_mix(args, work / "bodies.jsonl")
+    (work / "mix.lua").write_text(LUA % {"bodies": work / "bodies.jsonl"})
+    serve = subprocess.Popen(
+        [*RECSYS, "serve", "--poll-seconds", "0", "--store", args.store, "--http-port", str(args.port),
+         "--grpc-port", str(args.port + 1), "--predictor-http-port", str(args.port + 2),
+         "--predictor-grpc-port", str(args.port + 3)],  # fmt: skip
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"127.0.0.1:{args.port}"
+    try:
+        assert serve.stdout is not None
+        for line in serve.stdout:
+            if line.startswith("ready."):
+                break
+        else:
+            raise SystemExit(f"recsys serve exited with {serve.wait()}")
+        target = f"http://{url}"
+        # warm-up: first requests pay lazy imports and connection set-up
+        subprocess.run([wrk, "-t1", "-c2", "-d5s", "-s", str(work / "mix.lua"), target], capture_output=True)
+        procs = pids(serve.pid, args.store)
+        before_metrics = metrics_text(url)
+        before_cpu = {name: cpu_seconds(pid) for name, pid in procs.items()}
+        out = subprocess.run(
+            [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s",
+             "-s", str(work / "mix.lua"), target],  # fmt: skip
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        after_cpu = {name: cpu_seconds(pid) for name, pid in procs.items()}
+        after_metrics = metrics_text(url)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+    seconds = result["duration_us"] / 1e6
+    requests = result["requests"]
+    levels = {}
+    for labels, value in samples(after_metrics, "recommendation_degraded_total").items():
+        levels[labels] = value - samples(before_metrics, "recommendation_degraded_total").get(labels, 0)
+    errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return {
+        "rps": round(requests / seconds, 1),
+        "requests": requests,
+        "seconds": round(seconds, 1),
+        "p50_ms": result["p50_us"] / 1000,
+        "p90_ms": result["p90_us"] / 1000,
+        "p95_ms": result["p95_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "max_ms": result["max_us"] / 1000,
+        "errors": errors,
+        "error_detail": {k: result[k] for k in ("connect", "read", "write", "status", "timeout")},
+        "degraded": {k: v for k, v in levels.items() if v},
+        "mix": mix,
+        "connections": args.connections,
+        "wrk_threads": args.threads,
+        "stage_mean_ms": stage_means(before_metrics, after_metrics),
+        "cpu_ms_per_request": {
+            name: round(1000 * (after_cpu[name] - before_cpu[name]) / max(requests, 1), 3) for name in procs
+        },
+        "ranker": {
+            "runtime": "onnx",
+            "trees": ranker.get("trees"),
+            "features": len(ranker["feature_names"]),
+            "objective": ranker.get("objective"),
+        },
+        "candidates": 300,
+        "bundle": bundle.name,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "recsys-serve-bench")
+    parser.add_argument(
+        "--store", default="redis://127.0.0.1:6379/3", help="online store the bench publishes to"
+    )
+    parser.add_argument("--trees", type=int, default=200)
+    parser.add_argument("--duration", type=int, default=30)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--mix-size", type=int, default=5000)
+    parser.add_argument("--port", type=int, default=18080, help="transformer port; +1..+3 for the others")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args(argv)
+    result = run(args)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
