@@ -59,17 +59,24 @@ def fuse(
     for channel, items in results.items():
         weight = weights.get(channel, 1.0)
         kept = _first_occurrences(items, exclude)
-        norms = normalize(kept, method, rank_offset)
-        for rank, (item, score) in enumerate(kept):
-            fused[item] = fused.get(item, 0.0) + weight * norms[rank]
+        contributions = (
+            [weight * (1.0 / (rank + rank_offset)) for rank in range(len(kept))]
+            if method == "reciprocal_rank"
+            else [weight * n for n in normalize(kept, method, rank_offset)]
+        )
+        get = fused.get
+        for rank, ((item, score), add) in enumerate(zip(kept, contributions, strict=True)):
+            fused[item] = get(item, 0.0) + add
             where = provenance.get(item)
             if where is None:
                 provenance[item] = {channel: (rank, float(score))}
             else:
                 where[channel] = (rank, float(score))
-    order = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: max(k, 0)]
+    # two C-level sorts instead of a key function: by id, then stably by descending score
+    order = sorted(fused)
+    order.sort(key=fused.__getitem__, reverse=True)
     new = tuple.__new__  # NamedTuple's own constructor costs ~1 us each, 300 per request
-    return [new(Candidate, (i, score, provenance[i])) for i, score in order]
+    return [new(Candidate, (i, fused[i], provenance[i])) for i in order[: max(k, 0)]]
 
 
 def _first_occurrences(items: RecallList, exclude: set[str] | frozenset[str]) -> RecallList:
