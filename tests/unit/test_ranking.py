@@ -296,9 +296,10 @@ def test_train_ranker_learns(trained: TrainedRanker, valid_set: RankingSet) -> N
         assert key in m, key
     assert m["valid_auc"] > 0.75
     assert m["valid_auc_logistic"] > 0.75
-    # the kept objective is the one with the better validation NDCG@10
+    # lambdarank is kept unless binary's validation NDCG@10 is better by more than auto_margin
     assert m["valid_ndcg10"] == m[f"valid_ndcg10_{trained.objective}"]
-    assert m["valid_ndcg10"] == max(m["valid_ndcg10_binary"], m["valid_ndcg10_lambdarank"])
+    b, lr = m["valid_ndcg10_binary"], m["valid_ndcg10_lambdarank"]
+    assert trained.objective == ("binary" if b > lr * (1 + small_cfg().auto_margin) else "lambdarank")
     # the reported metrics are those of the returned booster
     scores = trained.booster.predict(valid_set.X)
     assert m["valid_auc"] == pytest.approx(auc(valid_set.y, scores))
@@ -310,6 +311,14 @@ def test_train_ranker_learns(trained: TrainedRanker, valid_set: RankingSet) -> N
     # the returned booster has float32-exact thresholds (ready for ONNX)
     t = thresholds(trained.booster)
     assert len(t) and np.array_equal(t.astype(np.float32).astype(np.float64), t)
+
+
+def test_auto_margin_decides_a_near_tie(train_set: RankingSet, valid_set: RankingSet) -> None:
+    exact = train_ranker(train_set, valid_set, FEATURES, small_cfg(n_estimators=30, auto_margin=0.0))
+    m = exact.metrics
+    assert exact.objective == max(("lambdarank", "binary"), key=lambda o: m[f"valid_ndcg10_{o}"])
+    sticky = train_ranker(train_set, valid_set, FEATURES, small_cfg(n_estimators=30, auto_margin=10.0))
+    assert sticky.objective == "lambdarank"  # binary cannot be 11x better
 
 
 @pytest.mark.parametrize("objective", ["binary", "lambdarank"])

@@ -13,6 +13,12 @@ class RankingConfig(BaseModel):
     objective: Literal["auto", "binary", "lambdarank"] = Field(
         "auto", description="auto trains both and keeps the one with the better validation NDCG@10"
     )
+    auto_margin: float = Field(
+        0.01,
+        ge=0,
+        description="auto: binary replaces lambdarank only when its validation NDCG@10 is higher by more "
+        "than this fraction (a near tie keeps the ranking objective)",
+    )
     n_estimators: int = Field(200, ge=10, le=5000)
     learning_rate: float = Field(0.05, gt=0, le=1)
     num_leaves: int = Field(31, ge=4, le=1024)

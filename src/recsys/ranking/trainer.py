@@ -1,7 +1,8 @@
 """Train the ranker: LightGBM binary and/or lambdarank on the same rows, the better one kept.
 
 Rows are grouped by request (one slate), so lambdarank learns the order within a slate and both
-objectives are compared on the validation slates' NDCG@10; AUC and logloss are reported too.
+objectives are compared on the validation slates' NDCG@10 (binary must win by ``auto_margin``);
+AUC and logloss are reported too.
 """
 
 from __future__ import annotations
@@ -117,7 +118,9 @@ def train_ranker(
             raise PipelineError(
                 f"ranking: the {name} set needs both positive and negative rows ({positives}/{len(part.y)})"
             )
-    objectives = ["binary", "lambdarank"] if cfg.objective == "auto" else [cfg.objective]
+    # lambdarank first: the incumbent that binary must beat by auto_margin. On the demo data the
+    # two differed by 0.1 % in validation NDCG@10 while binary ranked 25 % worse end to end.
+    objectives = ["lambdarank", "binary"] if cfg.objective == "auto" else [cfg.objective]
     best: tuple[float, str, lgb.Booster] | None = None
     metrics: dict[str, float] = {}
     for objective in objectives:
@@ -134,7 +137,7 @@ def train_ranker(
         log.info(
             "ranking: %s validation NDCG@10 %.4f (%d trees)", objective, ndcg, booster.current_iteration()
         )
-        if best is None or ndcg > best[0]:
+        if best is None or ndcg > best[0] * (1 + cfg.auto_margin):
             best = (ndcg, objective, booster)
     assert best is not None
     ndcg, objective, booster = best
