@@ -34,6 +34,7 @@ from recsys.recall import (
 )
 from recsys.recall.cf import ItemCF, UserCF
 from recsys.recall.content import Content, Tag
+from recsys.recall.ease import Ease
 from recsys.recall.embedding import Embedding, EmbeddingParams, IndexDimensionMismatch
 from recsys.recall.popularity import Industry, Popular, PriceBand
 
@@ -216,6 +217,72 @@ def test_popular_global_and_category(data: RecallData) -> None:
     assert set(ch.to_lists()) == {"global", "category:shoes", "category:hats", "category:food"}
 
 
+EASE_ANY = {"min_interactions": 1, "min_item_interactions": 1, "l2": 1.0}
+
+
+def test_ease_hand_checked(data: RecallData) -> None:
+    ch = Ease(params=EASE_ANY)
+    ch.fit(data)
+    # a b c: G = X^T X = [[2,2,1],[2,3,2],[1,2,2]]; (G + I)^-1 = [[.5,-.25,0],[-.25,.5,-.25],[0,-.25,.5]]
+    # B_ij = -P_ij / P_jj: B_ab = B_ba = B_bc = B_cb = 0.5, B_ac = B_ca = 0 (not positive: left out)
+    # d e x: G + I = [[2,1,1],[1,2,1],[1,1,2]], P = [[3,-1,-1],...]/4: B_de = (1/4)/(3/4) = 1/3;
+    # x is inactive, so it is in no list but keeps its own (a history item may be inactive)
+    lists = ch.to_lists()
+    assert lists == {
+        "a": _approx([("b", 0.5)]),
+        "b": _approx([("a", 0.5), ("c", 0.5)]),
+        "c": _approx([("b", 0.5)]),
+        "d": _approx([("e", 1 / 3)]),
+        "e": _approx([("d", 1 / 3)]),
+        "x": _approx([("d", 1 / 3), ("e", 1 / 3)]),
+    }
+    # x_u B with no history decay: history c, a -> b 0.5 + 0.5, nothing else is positive
+    assert ch.recall("u9", _ctx("c", "a"), 10) == _approx([("b", 1.0)])
+    # equal weights here tie up to float32 round-off, which then orders them: compare sorted
+    got = ch.recall("u9", _ctx("a", "x", "b"), 10)
+    assert sorted(got) == _approx([("a", 0.5), ("b", 0.5), ("c", 0.5), ("d", 1 / 3), ("e", 1 / 3)])
+    assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+
+
+def test_ease_matches_numpy_on_weighted_data(tmp_path: Path) -> None:
+    items = _items(item_id=list("abcd"), **{k: v[:4] for k, v in _items().drop(columns="item_id").items()})
+    events = [
+        ("u1", "a", "purchase", AS_OF), ("u1", "b", "click", AS_OF),
+        ("u2", "a", "click", AS_OF), ("u2", "b", "click", AS_OF), ("u2", "c", "view", AS_OF),
+        ("u3", "b", "click", AS_OF), ("u3", "c", "click", AS_OF), ("u3", "d", "click", AS_OF),
+        ("u4", "a", "view", AS_OF), ("u4", "c", "click", AS_OF), ("u4", "d", "purchase", AS_OF),
+        ("u5", "c", "click", AS_OF), ("u5", "d", "click", AS_OF),
+    ]  # fmt: skip
+    # strengths (purchase 4, click 1, view 0.5); rows u1..u5, columns a b c d
+    x = np.array([[4, 1, 0, 0], [1, 1, 0.5, 0], [0, 1, 1, 1], [0.5, 0, 1, 4], [0, 0, 1, 1]])
+    p = np.linalg.inv(x.T @ x + 2.0 * np.eye(4))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    ch = Ease(params={**EASE_ANY, "l2": 2.0, "neighbours": 2})
+    ch.fit(_data(events, items))
+    ids = np.array(list("abcd"))
+    for i, item in enumerate(ids):
+        positive = [j for j in np.argsort(-b[i], kind="stable") if b[i, j] > 0][:2]
+        assert ch.to_lists().get(item, []) == _approx([(ids[j], b[i, j]) for j in positive])
+    # recall = history row (binary) x the sparsified B: each list truncated to 2 entries
+    sparse = np.where(b >= np.sort(b, axis=1)[:, [-2]], np.clip(b, 0, None), 0.0)
+    scores = sparse[[3, 0]].sum(axis=0)  # history d, a
+    want = [(ids[j], scores[j]) for j in np.lexsort((ids, -scores)) if scores[j] > 0]
+    got = ch.recall("u9", _ctx("d", "a"), 10)
+    assert got == _approx(want) and len(got) >= 2
+    ch.save(tmp_path / "ease")
+    loaded = Ease.load(tmp_path / "ease")
+    assert loaded.enabled and loaded.stats == ch.stats and loaded.to_lists() == ch.to_lists()
+    assert loaded.recall("u9", _ctx("d", "a"), 10) == got
+    # users per item: c 4, then a b d 3 each; max_items 2 keeps c and (by id) a, which co-occur
+    top = Ease(params={**EASE_ANY, "max_items": 2})
+    top.fit(_data(events, items))
+    assert top.stats["items"] == 2 and set(top.to_lists()) == {"a", "c"}
+    few = Ease(params={**EASE_ANY, "min_item_interactions": 4})
+    few.fit(_data(events, items))
+    assert not few.enabled and "1 items have >= 4 interacting users" in few.disabled_reason  # c
+
+
 def test_too_little_data_disables_with_reason(caplog: pytest.LogCaptureFixture) -> None:
     one = _data([("u1", "a", "click", AS_OF)], _items(price=[None] * 6))
     for ch, reason in [
@@ -223,6 +290,8 @@ def test_too_little_data_disables_with_reason(caplog: pytest.LogCaptureFixture) 
         (ItemCF(params=ANY), "co-occur"),
         (PriceBand(params=ANY), "0 active items have a price"),
         (Embedding(params=ANY), "embedding dimensions"),
+        (Ease(), "1 interactions < min_interactions 100"),
+        (Ease(params=EASE_ANY), "1 items have >= 1 interacting users; EASE needs 2"),
     ]:
         ch.fit(one)
         assert not ch.enabled and reason in ch.disabled_reason
@@ -303,6 +372,7 @@ def _engine_config() -> dict:
             {"type": "price_band", "weight": 0.2, "params": {**small, "bands": 2, "min_priced_items": 2}},
             {"type": "popular", "weight": 0.3},
             {"name": "emb", "type": "embedding", "weight": 0.8, "params": {**small, "flat_max_items": 3}},
+            {"type": "ease", "weight": 1.0, "params": {**small, "min_item_interactions": 1}},
         ]
     }
 
@@ -324,8 +394,9 @@ def test_engine_filters_and_save_load_round_trip(tmp_path: Path) -> None:
     assert {u: loaded.recall(u, c, k=20) for u, c in ctxs.items()} == before
     assert loaded.to_lists() == engine.to_lists()
     assert loaded.channel("emb").stats == engine.channel("emb").stats
+    assert loaded.channel("ease").to_lists() == engine.channel("ease").to_lists() != {}
     names, matrix = loaded.candidate_features(before["u1"])
-    assert names[:2] == ["recall_itemcf_rr", "recall_itemcf_hit"] and matrix.shape == (len(before["u1"]), 18)
+    assert names[:2] == ["recall_itemcf_rr", "recall_itemcf_hit"] and matrix.shape == (len(before["u1"]), 20)
     assert np.array_equal(matrix, engine.candidate_features(before["u1"])[1])
 
 
@@ -341,7 +412,7 @@ def test_shipped_config_loads() -> None:
     [
         (
             lambda d: d["channels"].append({"type": "itemfc"}),
-            r"channels\[8\] \('itemfc'\): unknown channel "
+            r"channels\[9\] \('itemfc'\): unknown channel "
             r"type 'itemfc'; did you mean 'itemcf'",
         ),
         (
