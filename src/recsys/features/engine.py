@@ -39,6 +39,20 @@ class FeatureFrames:
     user_columns: list[str]
     item_columns: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+    # (snapshot, id) index and float32 values per entity, built on first use: the evaluation
+    # gathers rows once per user, and rebuilding them per call cost ~45 ms each (30% of train
+    # at 1M events). The frames are treated as immutable once computed.
+    _lookups: dict[str, tuple[pd.MultiIndex, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def lookup(self, entity: Literal["user", "item"]) -> tuple[pd.MultiIndex, np.ndarray]:
+        if entity not in self._lookups:
+            frame = self.users if entity == "user" else self.items
+            cols = self.user_columns if entity == "user" else self.item_columns
+            index = pd.MultiIndex.from_arrays(
+                [frame["snapshot"].to_numpy(), frame[ID_COLUMN[entity]].to_numpy()]
+            )
+            self._lookups[entity] = (index, frame[cols].to_numpy(dtype=np.float32))
+        return self._lookups[entity]
 
     def matrix(self, entity: Literal["user", "item"], k: int = 0) -> tuple[list[str], np.ndarray]:
         frame = self.users if entity == "user" else self.items
@@ -123,17 +137,13 @@ class FeatureEngineV2:
         k = np.ceil(age.to_numpy()).astype(np.int64)
         kept = (k >= 0) & (k < frames.snapshots)
         users = _gather(
-            frames.users,
-            "user_id",
-            frames.user_columns,
+            *frames.lookup("user"),
             self.registry.vector_defaults("user"),
             k[kept],
             examples["user_id"].to_numpy()[kept],
         )
         items = _gather(
-            frames.items,
-            "item_id",
-            frames.item_columns,
+            *frames.lookup("item"),
             self.registry.vector_defaults("item"),
             k[kept],
             examples["item_id"].to_numpy()[kept],
@@ -142,17 +152,14 @@ class FeatureEngineV2:
 
 
 def _gather(
-    frame: pd.DataFrame,
-    key: str,
-    columns: list[str],
+    index: pd.MultiIndex,
+    values: np.ndarray,
     defaults: Iterable[float],
     k: np.ndarray,
     ids: np.ndarray,
 ) -> np.ndarray:
-    """Rows of ``frame`` for each (snapshot, id); the registry defaults for unknown ids."""
-    index = pd.MultiIndex.from_arrays([frame["snapshot"].to_numpy(), frame[key].to_numpy()])
+    """Rows of ``values`` for each (snapshot, id) of ``index``; the registry defaults for unknown ids."""
     rows = index.get_indexer(pd.MultiIndex.from_arrays([k, ids]))
-    values = frame[columns].to_numpy(dtype=np.float32)
     out = np.tile(np.asarray(list(defaults), dtype=np.float32), (len(ids), 1))
     found = rows >= 0
     out[found] = values[rows[found]]
