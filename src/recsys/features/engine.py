@@ -75,14 +75,18 @@ class FeatureEngineV2:
                 raise PipelineError(f"features: input table {name!r} is missing")
         prep = prepare(tables, as_of, snapshots)
         users, items = UserAggregates(prep), ItemAggregates(prep)
-        user_parts, item_parts = [], []
+        # one preallocated matrix per entity, filled snapshot by snapshot: a frame per snapshot and
+        # a concat of hundreds of them cost twice the memory and ~4 s for MovieLens' 271 snapshots
+        n_users, n_items = len(prep.users.index), len(prep.items.index)
+        user_x = self._empty("user", snapshots, n_users)
+        item_x = self._empty("item", snapshots, n_items)
         steps = tqdm(range(snapshots), desc="features", unit="snapshot", disable=not self.progress)
         for k in steps:
-            user_parts.append(
-                self._frame("user", prep.users.index, users.snapshot(k, self.registry.smoothing), k)
+            user_x[k * n_users : (k + 1) * n_users] = self._matrix(
+                "user", n_users, users.snapshot(k, self.registry.smoothing)
             )
-            item_parts.append(
-                self._frame("item", prep.items.index, items.snapshot(k, self.registry.smoothing), k)
+            item_x[k * n_items : (k + 1) * n_items] = self._matrix(
+                "item", n_items, items.snapshot(k, self.registry.smoothing)
             )
         meta = {
             "as_of": as_of.isoformat(),
@@ -94,16 +98,18 @@ class FeatureEngineV2:
         return FeatureFrames(
             as_of,
             snapshots,
-            pd.concat(user_parts, ignore_index=True),
-            pd.concat(item_parts, ignore_index=True),
+            self._stack("user", prep.users.index, user_x, snapshots),
+            self._stack("item", prep.items.index, item_x, snapshots),
             self.registry.vector_columns("user"),
             self.registry.vector_columns("item"),
             meta,
         )
 
-    def _frame(
-        self, entity: Literal["user", "item"], ids: pd.Index, values: dict[str, np.ndarray], k: int
-    ) -> pd.DataFrame:
+    def _empty(self, entity: Literal["user", "item"], snapshots: int, n: int) -> np.ndarray:
+        return np.empty((snapshots * n, len(self.registry.vector_columns(entity))), dtype=np.float32)
+
+    def _matrix(self, entity: Literal["user", "item"], n: int, values: dict[str, np.ndarray]) -> np.ndarray:
+        """One snapshot's (n, vector width) float32 matrix; non-finite values become the defaults."""
         specs = self.registry.entity(entity, kind="scalar") + self.registry.entity(entity, kind="profile")
         declared = {s.name for s in specs}
         missing, undeclared = declared - set(values), set(values) - declared
@@ -114,16 +120,21 @@ class FeatureEngineV2:
             )
         blocks = []
         for spec in specs:
-            arr = np.asarray(values[spec.name], dtype=np.float64).reshape(len(ids), -1)
+            arr = np.asarray(values[spec.name], dtype=np.float64).reshape(n, -1)
             if arr.shape[1] != spec.dim:
                 raise PipelineError(
                     f"features: {spec.name} has {arr.shape[1]} columns, registry says {spec.dim}"
                 )
             blocks.append(np.where(np.isfinite(arr), arr, spec.default))
-        matrix = np.hstack(blocks).astype(np.float32)
-        frame = pd.DataFrame(matrix, columns=self.registry.vector_columns(entity))
-        frame.insert(0, ID_COLUMN[entity], ids.to_numpy())
-        frame.insert(0, "snapshot", k)
+        return np.hstack(blocks).astype(np.float32)
+
+    def _stack(
+        self, entity: Literal["user", "item"], ids: pd.Index, matrix: np.ndarray, snapshots: int
+    ) -> pd.DataFrame:
+        """Columns snapshot, id, then the vector; snapshot-major rows, as ``matrix`` was filled."""
+        frame = pd.DataFrame(matrix, columns=self.registry.vector_columns(entity), copy=False)
+        frame.insert(0, ID_COLUMN[entity], np.tile(ids.to_numpy(), snapshots))
+        frame.insert(0, "snapshot", np.repeat(np.arange(snapshots, dtype=np.int64), len(ids)))
         return frame
 
     def point_in_time_matrix(
