@@ -223,3 +223,16 @@ def test_compaction_interrupted_after_the_monthly_write_heals(source: sa.Engine,
     month.write_bytes((fresh / "raw/events/dt=2026-03/part-0.parquet").read_bytes())
     assert extract_load(source, lake, tables=TABLES, run_id="r2", now=LATER).rows_extracted == 0
     assert _lake_bytes(lake) == _lake_bytes(fresh)
+
+
+def test_a_closed_year_is_one_partition_and_months_fold_into_it(source: sa.Engine, tmp_path: Path) -> None:
+    lake, fresh = tmp_path / "lake", tmp_path / "fresh"
+    years_later = datetime(2028, 3, 1)  # 2026 ended more than MONTHLY_DAYS before
+    _run(source, lake, "r1")
+    extract_load(source, lake, tables=TABLES, run_id="r2", now=LATER)  # days -> month
+    result = extract_load(source, lake, tables=TABLES, run_id="r3", now=years_later)  # month -> year
+    assert result.rows_extracted == 0
+    assert sorted(p.name for p in (lake / "raw/events").glob("dt=*")) == ["dt=2026"]
+    extract_load(source, fresh, tables=TABLES, run_id="f1", now=years_later)
+    assert _lake_bytes(lake) == _lake_bytes(fresh)
+    assert sorted(p.parent.name for p in (lake / "_backup/r3/events").rglob("*.parquet")) == ["dt=2026-03"]

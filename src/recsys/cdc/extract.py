@@ -1,12 +1,12 @@
 """extract_load: incremental, idempotent CDC from the source database into the raw lake.
 
-Per table, rows with ``updated_at >= watermark - lookback`` are fetched, grouped by the day or
-month of the table's partition column (see ``lake``) and merged into their partition by primary
-key. A row counts as
-extracted only when it is new or differs from the stored version, and a partition is rewritten
-only when its content changes, so re-running a window is a no-op (byte-identical partitions,
-same watermarks). Partitions are written before the watermark moves, so a crash in between
-costs a re-fetch, never a lost row.
+Per table, rows with ``updated_at >= watermark - lookback`` are fetched, grouped by the day,
+month or year of the table's partition column (see ``partitions``) and merged into their
+partition by primary key. A row counts as extracted only when it is new or differs from the
+stored version, and a partition is rewritten only when its content changes, so re-running a
+window is a no-op (byte-identical partitions, same watermarks). Partitions are written before
+the watermark moves, so a crash in between costs a re-fetch, never a lost row. Periods that
+closed since the last run are folded into their month or year first (``Lake.compact``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from recsys.cdc.lake import Lake, arrow_schema, latest_per_key, partition_keys, split_by_key
+from recsys.cdc.lake import Lake, arrow_schema, latest_per_key
+from recsys.cdc.partitions import partition_keys, split_by_key
 from recsys.cdc.watermarks import WatermarkStore, lake_lock
 from recsys.contracts import CONTRACTS, TableContract
 from recsys.db import check_tables, redact

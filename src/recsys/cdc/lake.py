@@ -1,11 +1,8 @@
 """The raw lake: date-partitioned Parquet per source table, written atomically.
 
-Layout: ``<lake>/raw/<table>/dt=<key>/part-0.parquet``, where the key is the day (YYYY-MM-DD)
-of the table's partition column, or its month (YYYY-MM) once that month ended more than
-``DAILY_DAYS`` before the run time. Late rows land in recent days, so daily partitions keep an
-incremental run's rewrites small; years of history would otherwise be thousands of tiny files
-(MovieLens: 7,110), and every step pays per file. A partition is rewritten only when its content
-changes; the file it replaces is kept under ``<lake>/_backup/<run_id>/``. Writes go to a
+Layout: ``<lake>/raw/<table>/dt=<key>/part-0.parquet``, where the key is the day, month or year
+of the table's partition column (see ``partitions``). A partition is rewritten only when its
+content changes; the file it replaces is kept under ``<lake>/_backup/<run_id>/``. Writes go to a
 temporary file in the same directory and are renamed into place, so a reader never sees a
 half-written partition.
 """
@@ -15,50 +12,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from recsys.cdc.partitions import coarsest_key
 from recsys.contracts import CONTRACTS, TableContract
 
 PART_FILE = "part-0.parquet"
-# a month is one partition once it ended this many days before the run time (late rows are rare)
-DAILY_DAYS = 35
-
-
-def monthly_before(now: datetime) -> datetime:
-    """Rows before this instant (the start of the month ``DAILY_DAYS`` ago) go to monthly partitions."""
-    edge = now - timedelta(days=DAILY_DAYS)
-    return datetime(edge.year, edge.month, 1)
-
-
-def partition_keys(column: pa.ChunkedArray | pa.Array, now: datetime) -> pa.ChunkedArray | pa.Array:
-    """The partition key of every value: its month if before ``monthly_before(now)``, else its day."""
-    edge = pa.scalar(monthly_before(now), type=column.type)  # the lake has us, pandas ns
-    closed = pc.less(column, edge)
-    return pc.if_else(closed, pc.strftime(column, format="%Y-%m"), pc.strftime(column, format="%Y-%m-%d"))
-
-
-def split_by_key(table: pa.Table, keys: pa.ChunkedArray | pa.Array) -> Iterator[tuple[str, pa.Table]]:
-    """``(key, rows)`` per distinct key, keys ascending, rows in their input order.
-
-    One sort instead of a filter per key: MovieLens has thousands of keys over 100k rows.
-    """
-    if table.num_rows == 0:
-        return
-    order = pc.sort_indices(keys)  # stable, so rows keep their (updated_at) order within a key
-    sorted_keys = keys.take(order).to_numpy(zero_copy_only=False)
-    table = table.take(order)
-    starts = [0, *(np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1).tolist(), len(sorted_keys)]
-    for start, end in zip(starts, starts[1:], strict=False):
-        yield str(sorted_keys[start]), table.slice(start, end - start)
 
 
 def latest_per_key(table: pa.Table, pk: str) -> pa.Table:
@@ -143,28 +109,28 @@ class Lake:
         write_parquet_atomic(data, self.partition_path(table, key), run_id)
 
     def compact(self, table: str, now: datetime, run_id: str) -> int:
-        """Fold the daily partitions of months that are now closed into monthly ones; months folded.
+        """Fold the partitions of periods that have closed into their month or year; partitions written.
 
-        The monthly file (old monthly rows + the days, by primary key) is written before the days
-        are removed; a crash in between leaves rows in both, which the next run's compaction folds
-        again (the same rows, deduplicated by key). Removed days are backed up under the run id.
+        The coarser file (its old rows + the finer partitions', by primary key) is written before
+        the finer ones are removed; a crash in between leaves rows in both, which the next run's
+        compaction folds again (the same rows, deduplicated by key). Removed partitions are
+        backed up under the run id.
         """
-        edge = f"{monthly_before(now):%Y-%m}"
-        days: dict[str, list[str]] = {}
+        folds: dict[str, list[str]] = {}
         for path in self.partitions(table):
             key = path.parent.name.removeprefix("dt=")
-            if len(key) == len("YYYY-MM-DD") and key[:7] < edge:
-                days.setdefault(key[:7], []).append(key)
+            if (target := coarsest_key(key, now)) != key:
+                folds.setdefault(target, []).append(key)
         pk = CONTRACTS[table].primary_key
-        for month, keys in sorted(days.items()):
-            parts = [self.read_partition(table, k) for k in [month, *keys]]
+        for target, keys in sorted(folds.items()):
+            parts = [self.read_partition(table, k) for k in [target, *keys]]
             merged = latest_per_key(pa.concat_tables([p for p in parts if p is not None]), pk)
-            self.replace_partition(table, month, merged.sort_by(pk), run_id)
+            self.replace_partition(table, target, merged.sort_by(pk), run_id)
             for key in keys:
                 self._backup(table, key, run_id)
                 self.partition_path(table, key).unlink()
                 self.partition_path(table, key).parent.rmdir()
-        return len(days)
+        return len(folds)
 
     def prune_backups(self, keep_runs: int) -> None:
         base = self.root / "_backup"

@@ -11,14 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recsys.cdc.lake import (
-    PART_FILE,
-    arrow_schema,
-    file_sha256,
-    partition_keys,
-    split_by_key,
-    write_parquet_atomic,
-)
+from recsys.cdc.lake import PART_FILE, arrow_schema, file_sha256, write_parquet_atomic
+from recsys.cdc.partitions import partition_keys, split_by_key
 from recsys.cleaning.cleaner import clean_tables
 from recsys.cleaning.config import CleaningConfig
 from recsys.contracts import CONTRACTS
@@ -44,7 +38,7 @@ def read_snapshot(manifest: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
 
 def write_partitioned(frame: pd.DataFrame, table: str, out_dir: Path, tag: str, now: datetime) -> int:
-    """Write a cleaned table as ``<out>/<table>/dt=<day or month>/part-0.parquet`` like the lake."""
+    """Write a cleaned table as ``<out>/<table>/dt=<day, month or year>/part-0.parquet`` like the lake."""
     data = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
     (out_dir / table).mkdir(parents=True, exist_ok=True)
     written = 0
