@@ -39,9 +39,9 @@ from recsys.ranking.flow import CONTEXT_FEATURES
 from recsys.recall.base import RecallContext
 from recsys.recall.engine import RecallEngine
 from recsys.recall.fusion import Candidate, fuse
+from recsys.steps.common import HISTORIES_FILE
 from recsys.steps.features import read_features
 from recsys.steps.sync import HISTORY_CHANNEL
-from recsys.steps.train import HISTORIES_FILE
 from recsys.store import FallbackStore, OnlineStore
 
 log = logging.getLogger("kserve.recsys.chain")

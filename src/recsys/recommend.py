@@ -18,8 +18,8 @@ from recsys.ranking.flow import CONTEXT_FEATURES
 from recsys.ranking.model import Runtime, load_ranker
 from recsys.recall.base import RecallContext
 from recsys.recall.engine import RecallEngine
+from recsys.steps.common import HISTORIES_FILE
 from recsys.steps.features import read_features
-from recsys.steps.train import HISTORIES_FILE
 
 MAX_K = 500
 

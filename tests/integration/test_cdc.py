@@ -166,3 +166,73 @@ def test_watermark_file_is_plain_json(source: sa.Engine, tmp_path: Path) -> None
     _run(source, tmp_path / "lake", "r1")
     raw = json.loads((tmp_path / "lake/_state/watermarks.json").read_text())
     assert set(raw) == set(TABLES) - {"orders"}
+
+
+# the sample data is in March 2026; March is a closed month (one partition) from May 6 on
+LATER = datetime(2026, 6, 1)
+
+
+def _rows(lake: Path, table: str) -> pd.DataFrame:
+    parts = sorted((lake / "raw" / table).rglob("*.parquet"))
+    return pd.concat(pq.read_table(p).to_pandas() for p in parts)
+
+
+def test_closed_months_are_one_partition(source: sa.Engine, tmp_path: Path) -> None:
+    result = extract_load(source, tmp_path / "lake", tables=TABLES, run_id="r1", now=LATER)
+    assert result.tables["events"].rows_extracted == 12
+    parts = sorted(p.name for p in (tmp_path / "lake/raw/events").glob("dt=*"))
+    assert parts == ["dt=2026-03"]
+    assert pq.read_table(tmp_path / "lake/raw/events/dt=2026-03/part-0.parquet").num_rows == 12
+
+
+def test_days_of_a_closed_month_are_compacted_once(source: sa.Engine, tmp_path: Path) -> None:
+    lake, fresh = tmp_path / "lake", tmp_path / "fresh"
+    _run(source, lake, "r1")
+    result = extract_load(source, lake, tables=TABLES, run_id="r2", now=LATER)
+    assert result.rows_extracted == 0
+    # the same bytes as a lake extracted at that time in one go
+    extract_load(source, fresh, tables=TABLES, run_id="f1", now=LATER)
+    assert _lake_bytes(lake) == _lake_bytes(fresh)
+    backups = sorted(p.parent.name for p in (lake / "_backup/r2/events").rglob("*.parquet"))
+    assert backups == ["dt=2026-03-01", "dt=2026-03-02", "dt=2026-03-03", "dt=2026-03-04"]
+    before = _lake_bytes(lake)
+    assert extract_load(source, lake, tables=TABLES, run_id="r3", now=LATER).rows_extracted == 0
+    assert _lake_bytes(lake) == before and not (lake / "_backup/r3").exists()
+
+
+def test_a_late_row_of_a_closed_month_lands_in_its_month(source: sa.Engine, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    _run(source, lake, "r1")
+    with source.begin() as conn:
+        conn.execute(items.update().where(items.c.item_id == "i2").values(price=55.0, updated_at=LATER))
+    result = extract_load(source, lake, tables=TABLES, run_id="r2", now=LATER)
+    assert result.tables["items"].rows_updated == 1 and result.rows_extracted == 1
+    stored = _rows(lake, "items")
+    assert len(stored) == 6 and stored["item_id"].is_unique
+    assert dict(zip(stored.item_id, stored.price, strict=True))["i2"] == 55.0
+    assert sorted(p.name for p in (lake / "raw/items").glob("dt=*")) == ["dt=2026-03"]
+
+
+def test_compaction_interrupted_after_the_monthly_write_heals(source: sa.Engine, tmp_path: Path) -> None:
+    lake, fresh = tmp_path / "lake", tmp_path / "fresh"
+    _run(source, lake, "r1")
+    extract_load(source, fresh, tables=TABLES, run_id="f1", now=LATER)
+    # as if a run had written the monthly file and crashed before removing the days
+    month = lake / "raw/events/dt=2026-03/part-0.parquet"
+    month.parent.mkdir()
+    month.write_bytes((fresh / "raw/events/dt=2026-03/part-0.parquet").read_bytes())
+    assert extract_load(source, lake, tables=TABLES, run_id="r2", now=LATER).rows_extracted == 0
+    assert _lake_bytes(lake) == _lake_bytes(fresh)
+
+
+def test_a_closed_year_is_one_partition_and_months_fold_into_it(source: sa.Engine, tmp_path: Path) -> None:
+    lake, fresh = tmp_path / "lake", tmp_path / "fresh"
+    years_later = datetime(2028, 3, 1)  # 2026 ended more than MONTHLY_DAYS before
+    _run(source, lake, "r1")
+    extract_load(source, lake, tables=TABLES, run_id="r2", now=LATER)  # days -> month
+    result = extract_load(source, lake, tables=TABLES, run_id="r3", now=years_later)  # month -> year
+    assert result.rows_extracted == 0
+    assert sorted(p.name for p in (lake / "raw/events").glob("dt=*")) == ["dt=2026"]
+    extract_load(source, fresh, tables=TABLES, run_id="f1", now=years_later)
+    assert _lake_bytes(lake) == _lake_bytes(fresh)
+    assert sorted(p.parent.name for p in (lake / "_backup/r3/events").rglob("*.parquet")) == ["dt=2026-03"]

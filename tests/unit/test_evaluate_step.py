@@ -37,7 +37,7 @@ def _events() -> pd.DataFrame:
 
 def test_variants_get_ctr_cvr_and_gmv_from_the_exposure_log(tmp_path: Path) -> None:
     cleaned = tmp_path / "cleaned"
-    write_partitioned(_events(), "events", cleaned, "t")
+    write_partitioned(_events(), "events", cleaned, "t", T)
     logs = tmp_path / "data" / "exposures"
     logs.mkdir(parents=True)
     records = [

@@ -231,7 +231,29 @@ def test_freshness() -> None:
             {"table": "events", "type": "freshness", "column": "ts", "max_age_hours": 1},
         )
     )
-    assert not empty.passed and "no timestamps" in empty.message
+    assert empty.passed and empty.skipped and empty.message == "skipped: table is empty"
+    no_ts = _only(
+        _run(
+            {"events": pd.DataFrame({"ts": [None, None]})},
+            {"table": "events", "type": "freshness", "column": "ts", "max_age_hours": 1},
+        )
+    )
+    assert not no_ts.passed and not no_ts.skipped and "no timestamps" in no_ts.message
+
+
+def test_checks_on_an_empty_table_are_skipped_and_not_scored() -> None:
+    # an empty table reads back from Parquet with object columns (MovieLens has no orders)
+    orders = pd.DataFrame({"amount": pd.Series([], dtype=object), "created_at": pd.Series([], dtype=object)})
+    report = _run(
+        {"orders": orders, "t": pd.DataFrame({"a": [1.0, None]})},
+        {"table": "orders", "type": "range", "column": "amount", "min": 0},
+        {"table": "orders", "type": "freshness", "column": "created_at", "max_age_hours": 72},
+        {"table": "t", "type": "null_rate", "column": "a"},  # fails: the only scored check
+    )
+    assert [(c.passed, c.skipped) for c in report.checks] == [(True, True), (True, True), (False, False)]
+    assert report.score == 0.0
+    assert [c.name for c in report.skipped] == ["orders.amount range", "orders.created_at freshness"]
+    assert report.to_dict()["summary"] == {"checks": 3, "failed": 1, "skipped": 2}
 
 
 def test_volume_change() -> None:

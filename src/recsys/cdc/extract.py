@@ -1,11 +1,12 @@
 """extract_load: incremental, idempotent CDC from the source database into the raw lake.
 
-Per table, rows with ``updated_at >= watermark - lookback`` are fetched, grouped by the date of
-the table's partition column and merged into their partition by primary key. A row counts as
-extracted only when it is new or differs from the stored version, and a partition is rewritten
-only when its content changes, so re-running a window is a no-op (byte-identical partitions,
-same watermarks). Partitions are written before the watermark moves, so a crash in between
-costs a re-fetch, never a lost row.
+Per table, rows with ``updated_at >= watermark - lookback`` are fetched, grouped by the day,
+month or year of the table's partition column (see ``partitions``) and merged into their
+partition by primary key. A row counts as extracted only when it is new or differs from the
+stored version, and a partition is rewritten only when its content changes, so re-running a
+window is a no-op (byte-identical partitions, same watermarks). Partitions are written before
+the watermark moves, so a crash in between costs a re-fetch, never a lost row. Periods that
+closed since the last run are folded into their month or year first (``Lake.compact``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from recsys.cdc.lake import Lake, arrow_schema
+from recsys.cdc.lake import Lake, arrow_schema, latest_per_key
+from recsys.cdc.partitions import partition_keys, split_by_key
 from recsys.cdc.watermarks import WatermarkStore, lake_lock
 from recsys.contracts import CONTRACTS, TableContract
 from recsys.db import check_tables, redact
@@ -94,7 +96,7 @@ def _merge_partition(
 ) -> tuple[pa.Table | None, int, int]:
     """Merge ``incoming`` into ``existing`` by ``pk``; (new table or None if unchanged, new, updated)."""
     # the latest version of each key wins when the fetch holds several
-    incoming = _latest_per_key(incoming, pk)
+    incoming = latest_per_key(incoming, pk)
     if existing is None or existing.num_rows == 0:
         return incoming.sort_by(pk), incoming.num_rows, 0
     matched = existing.filter(pc.is_in(existing[pk], value_set=incoming[pk]))
@@ -115,15 +117,6 @@ def _merge_partition(
     changed = incoming.filter(pc.is_in(incoming[pk], value_set=pa.array(changed_keys)))
     kept = existing.filter(pc.invert(pc.is_in(existing[pk], value_set=changed[pk])))
     return pa.concat_tables([kept, changed]).sort_by(pk), new, updated
-
-
-def _latest_per_key(table: pa.Table, pk: str) -> pa.Table:
-    if table.num_rows == pc.count_distinct(table[pk]).as_py():
-        return table
-    # rows arrive ordered by updated_at, so the last occurrence of a key is its latest version
-    idx = pa.array(range(table.num_rows))
-    last = table.append_column("__i", idx).group_by(pk).aggregate([("__i", "max")])
-    return table.take(pc.sort_indices(last["__i_max"]))
 
 
 def extract_load(
@@ -169,18 +162,18 @@ def extract_load(
                 start = before - lookback if before else None
             else:
                 start = window_start
+            # closed months first, so a late row of such a month meets its stored version
+            stats.partitions_written += lake.compact(name, now, run_id)
             fetched = _fetch(engine, contract, start, window_end, chunk_rows)
             stats.rows_fetched = fetched.num_rows
             if fetched.num_rows:
-                days = pc.strftime(fetched[contract.partition_column], format="%Y-%m-%d")
-                fetched = fetched.append_column("__day", days)
-                for day in sorted(set(days.to_pylist())):
-                    part = fetched.filter(pc.equal(fetched["__day"], day)).drop_columns(["__day"])
+                keys = partition_keys(fetched[contract.partition_column], now)
+                for key, part in split_by_key(fetched, keys):
                     merged, new, updated = _merge_partition(
-                        lake.read_partition(name, day), part, contract.primary_key
+                        lake.read_partition(name, key), part, contract.primary_key
                     )
                     if merged is not None:
-                        lake.replace_partition(name, day, merged, run_id)
+                        lake.replace_partition(name, key, merged, run_id)
                         stats.partitions_written += 1
                     stats.rows_new += new
                     stats.rows_updated += updated

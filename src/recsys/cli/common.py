@@ -30,5 +30,6 @@ def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
     return load_settings(config, **overrides)
 
 
-def echo_json(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=None, sort_keys=True, default=str))
+def echo_json(payload: Any, *, sort_keys: bool = True) -> None:
+    """One JSON object on a line; ``sort_keys=False`` where the order means something (steps)."""
+    typer.echo(json.dumps(payload, indent=None, sort_keys=sort_keys, default=str))

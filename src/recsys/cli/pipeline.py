@@ -71,7 +71,7 @@ def run(
     if sync_only:
         result = run_sync_local(settings)
         if as_json:
-            echo_json(result)
+            echo_json(result, sort_keys=False)
         else:
             sy = result["synced"]
             typer.echo(
@@ -84,7 +84,8 @@ def run(
         window_end=parse_time(window_end, "--window-end"),
     )
     if as_json:
-        echo_json(summary)
+        # steps in the order they ran, not alphabetically
+        echo_json(summary, sort_keys=False)
     else:
         _print_summary(summary)
     if reason := gate_failure(summary):

@@ -39,6 +39,20 @@ class FeatureFrames:
     user_columns: list[str]
     item_columns: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+    # (snapshot, id) index and float32 values per entity, built on first use: the evaluation
+    # gathers rows once per user, and rebuilding them per call cost ~45 ms each (30% of train
+    # at 1M events). The frames are treated as immutable once computed.
+    _lookups: dict[str, tuple[pd.MultiIndex, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def lookup(self, entity: Literal["user", "item"]) -> tuple[pd.MultiIndex, np.ndarray]:
+        if entity not in self._lookups:
+            frame = self.users if entity == "user" else self.items
+            cols = self.user_columns if entity == "user" else self.item_columns
+            index = pd.MultiIndex.from_arrays(
+                [frame["snapshot"].to_numpy(), frame[ID_COLUMN[entity]].to_numpy()]
+            )
+            self._lookups[entity] = (index, frame[cols].to_numpy(dtype=np.float32))
+        return self._lookups[entity]
 
     def matrix(self, entity: Literal["user", "item"], k: int = 0) -> tuple[list[str], np.ndarray]:
         frame = self.users if entity == "user" else self.items
@@ -61,14 +75,18 @@ class FeatureEngineV2:
                 raise PipelineError(f"features: input table {name!r} is missing")
         prep = prepare(tables, as_of, snapshots)
         users, items = UserAggregates(prep), ItemAggregates(prep)
-        user_parts, item_parts = [], []
+        # one preallocated matrix per entity, filled snapshot by snapshot: a frame per snapshot and
+        # a concat of hundreds of them cost twice the memory and ~4 s for MovieLens' 271 snapshots
+        n_users, n_items = len(prep.users.index), len(prep.items.index)
+        user_x = self._empty("user", snapshots, n_users)
+        item_x = self._empty("item", snapshots, n_items)
         steps = tqdm(range(snapshots), desc="features", unit="snapshot", disable=not self.progress)
         for k in steps:
-            user_parts.append(
-                self._frame("user", prep.users.index, users.snapshot(k, self.registry.smoothing), k)
+            user_x[k * n_users : (k + 1) * n_users] = self._matrix(
+                "user", n_users, users.snapshot(k, self.registry.smoothing)
             )
-            item_parts.append(
-                self._frame("item", prep.items.index, items.snapshot(k, self.registry.smoothing), k)
+            item_x[k * n_items : (k + 1) * n_items] = self._matrix(
+                "item", n_items, items.snapshot(k, self.registry.smoothing)
             )
         meta = {
             "as_of": as_of.isoformat(),
@@ -80,16 +98,18 @@ class FeatureEngineV2:
         return FeatureFrames(
             as_of,
             snapshots,
-            pd.concat(user_parts, ignore_index=True),
-            pd.concat(item_parts, ignore_index=True),
+            self._stack("user", prep.users.index, user_x, snapshots),
+            self._stack("item", prep.items.index, item_x, snapshots),
             self.registry.vector_columns("user"),
             self.registry.vector_columns("item"),
             meta,
         )
 
-    def _frame(
-        self, entity: Literal["user", "item"], ids: pd.Index, values: dict[str, np.ndarray], k: int
-    ) -> pd.DataFrame:
+    def _empty(self, entity: Literal["user", "item"], snapshots: int, n: int) -> np.ndarray:
+        return np.empty((snapshots * n, len(self.registry.vector_columns(entity))), dtype=np.float32)
+
+    def _matrix(self, entity: Literal["user", "item"], n: int, values: dict[str, np.ndarray]) -> np.ndarray:
+        """One snapshot's (n, vector width) float32 matrix; non-finite values become the defaults."""
         specs = self.registry.entity(entity, kind="scalar") + self.registry.entity(entity, kind="profile")
         declared = {s.name for s in specs}
         missing, undeclared = declared - set(values), set(values) - declared
@@ -100,16 +120,21 @@ class FeatureEngineV2:
             )
         blocks = []
         for spec in specs:
-            arr = np.asarray(values[spec.name], dtype=np.float64).reshape(len(ids), -1)
+            arr = np.asarray(values[spec.name], dtype=np.float64).reshape(n, -1)
             if arr.shape[1] != spec.dim:
                 raise PipelineError(
                     f"features: {spec.name} has {arr.shape[1]} columns, registry says {spec.dim}"
                 )
             blocks.append(np.where(np.isfinite(arr), arr, spec.default))
-        matrix = np.hstack(blocks).astype(np.float32)
-        frame = pd.DataFrame(matrix, columns=self.registry.vector_columns(entity))
-        frame.insert(0, ID_COLUMN[entity], ids.to_numpy())
-        frame.insert(0, "snapshot", k)
+        return np.hstack(blocks).astype(np.float32)
+
+    def _stack(
+        self, entity: Literal["user", "item"], ids: pd.Index, matrix: np.ndarray, snapshots: int
+    ) -> pd.DataFrame:
+        """Columns snapshot, id, then the vector; snapshot-major rows, as ``matrix`` was filled."""
+        frame = pd.DataFrame(matrix, columns=self.registry.vector_columns(entity), copy=False)
+        frame.insert(0, ID_COLUMN[entity], np.tile(ids.to_numpy(), snapshots))
+        frame.insert(0, "snapshot", np.repeat(np.arange(snapshots, dtype=np.int64), len(ids)))
         return frame
 
     def point_in_time_matrix(
@@ -123,17 +148,13 @@ class FeatureEngineV2:
         k = np.ceil(age.to_numpy()).astype(np.int64)
         kept = (k >= 0) & (k < frames.snapshots)
         users = _gather(
-            frames.users,
-            "user_id",
-            frames.user_columns,
+            *frames.lookup("user"),
             self.registry.vector_defaults("user"),
             k[kept],
             examples["user_id"].to_numpy()[kept],
         )
         items = _gather(
-            frames.items,
-            "item_id",
-            frames.item_columns,
+            *frames.lookup("item"),
             self.registry.vector_defaults("item"),
             k[kept],
             examples["item_id"].to_numpy()[kept],
@@ -142,17 +163,14 @@ class FeatureEngineV2:
 
 
 def _gather(
-    frame: pd.DataFrame,
-    key: str,
-    columns: list[str],
+    index: pd.MultiIndex,
+    values: np.ndarray,
     defaults: Iterable[float],
     k: np.ndarray,
     ids: np.ndarray,
 ) -> np.ndarray:
-    """Rows of ``frame`` for each (snapshot, id); the registry defaults for unknown ids."""
-    index = pd.MultiIndex.from_arrays([frame["snapshot"].to_numpy(), frame[key].to_numpy()])
+    """Rows of ``values`` for each (snapshot, id) of ``index``; the registry defaults for unknown ids."""
     rows = index.get_indexer(pd.MultiIndex.from_arrays([k, ids]))
-    values = frame[columns].to_numpy(dtype=np.float32)
     out = np.tile(np.asarray(list(defaults), dtype=np.float32), (len(ids), 1))
     found = rows >= 0
     out[found] = values[rows[found]]

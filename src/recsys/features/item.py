@@ -7,7 +7,7 @@ import pandas as pd
 
 from recsys.features.prepare import Prepared
 from recsys.features.registry import Smoothing
-from recsys.features.windows import daily, days_since, global_rate, smoothed_rate, window_sum
+from recsys.features.windows import Windowed, daily, global_rate, smoothed_rate
 
 WINDOWS = (1, 7, 30)
 
@@ -20,14 +20,17 @@ class ItemAggregates:
         self.prep = prep
         self.index = prep.items.index
         types = ("impression", "click", "add_to_cart", "purchase")
-        self.by_type = {t: daily(ev[ev["event_type"] == t], "item_id") for t in types}
+        self.by_type = {
+            t: Windowed(daily(ev[ev["event_type"] == t], "item_id"), "item_id", self.index) for t in types
+        }
         purchases = ev[ev["event_type"] == "purchase"]
-        self.gmv = daily(purchases.assign(value=purchases["value"].fillna(0.0)), "item_id", value="value")
+        gmv = daily(purchases.assign(value=purchases["value"].fillna(0.0)), "item_id", value="value")
+        self.gmv = Windowed(gmv, "item_id", self.index)
 
     def snapshot(self, k: int, smoothing: Smoothing) -> dict[str, np.ndarray]:
-        idx, static = self.index, self.prep.items
+        static = self.prep.items
         out: dict[str, np.ndarray] = {}
-        c = {(t, w): window_sum(self.by_type[t], "item_id", k, w, idx) for t in self.by_type for w in WINDOWS}
+        c = {(t, w): self.by_type[t].sum(k, w) for t in self.by_type for w in WINDOWS}
         for t in ("impression", "click", "purchase"):
             for w in WINDOWS:
                 out[f"item_{t}_count_{w}d"] = c[(t, w)]
@@ -42,11 +45,11 @@ class ItemAggregates:
         out["item_cvr_30d"] = smoothed_rate(
             c[("purchase", 30)], c[("click", 30)], g_cvr, smoothing.cvr_prior_weight
         )
-        out["item_gmv_30d"] = window_sum(self.gmv, "item_id", k, 30, idx)
+        out["item_gmv_30d"] = self.gmv.sum(k, 30)
         clicks7 = pd.Series(c[("click", 7)])
         out["item_popularity_pct_7d"] = clicks7.rank(pct=True, method="average").to_numpy()
         out["item_trend_7d_30d"] = (c[("click", 7)] + 1.0) / (c[("click", 30)] * 7.0 / 30.0 + 1.0)
-        out["item_days_since_last_click"] = days_since(self.by_type["click"], "item_id", k, idx)
+        out["item_days_since_last_click"] = self.by_type["click"].days_since(k)
 
         cats = static["cat_code"].to_numpy()
         frame = pd.DataFrame({"cat": cats, "clk": c[("click", 30)], "imp": c[("impression", 30)]})

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 DAY = timedelta(days=1)
 RECENCY_HORIZON_DAYS = 90
@@ -68,6 +69,61 @@ def days_since(agg: pd.DataFrame, key: str, k: int, index: pd.Index) -> np.ndarr
     part = window(agg, k, RECENCY_HORIZON_DAYS)
     newest = part.groupby(key, sort=False)["a"].min() - k
     return newest.reindex(index).fillna(NO_RECENCY).to_numpy(dtype=np.float64)
+
+
+class Windowed:
+    """A daily aggregate located in the entity index once, then summed over many snapshot windows.
+
+    Training computes hundreds of snapshots (MovieLens: 271) of ~30 windowed sums each; a pandas
+    filter + groupby + reindex per sum cost ~3 ms, 25-35 s per run. Here the rows are sorted by
+    bucket once, so a window is a slice and a sum is one ``bincount``. That is exact only for
+    integer values (counts): float aggregates (GMV, log prices) keep the pandas path, whose
+    compensated summation in the aggregate's row order they were computed with.
+    """
+
+    def __init__(self, agg: pd.DataFrame, key: str, index: pd.Index, by: str | None = None) -> None:
+        self.agg, self.key, self.index = agg, key, index
+        self.exact = agg["v"].dtype.kind in "iub"
+        rows = index.get_indexer(agg[key])
+        known = rows >= 0  # reindex drops entities outside the index
+        order = np.argsort(agg["a"].to_numpy()[known], kind="stable")
+        self._a = agg["a"].to_numpy()[known][order]
+        self._rows = rows[known][order]
+        self._v = agg["v"].to_numpy()[known][order].astype(np.float64)
+        self._by = agg[by].to_numpy(dtype=np.int64)[known][order] if by else None
+
+    def _slice(self, k: int, w: int) -> slice:
+        lo, hi = np.searchsorted(self._a, [k, k + w])
+        return slice(int(lo), int(hi))
+
+    def sum(self, k: int, w: int) -> NDArray[np.float64]:
+        """Per entity: the sum of ``v`` in snapshot k's w-day window (0 when absent)."""
+        if not self.exact:
+            return window_sum(self.agg, self.key, k, w, self.index)
+        part = self._slice(k, w)
+        return np.bincount(self._rows[part], weights=self._v[part], minlength=len(self.index))
+
+    def active_buckets(self, k: int, w: int) -> NDArray[np.float64]:
+        """Per entity: buckets with activity in the window (one aggregate row per entity and bucket)."""
+        part = self._slice(k, w)
+        return np.bincount(self._rows[part], minlength=len(self.index)).astype(np.float64)
+
+    def distribution(self, dim: int, k: int, w: int) -> NDArray[np.float64]:
+        """(len(index), dim) sums of ``v`` per ``by`` code in the window; see window_distribution."""
+        if self._by is None or not self.exact:
+            raise ValueError("distribution needs an integer aggregate with a 'by' column")
+        part = self._slice(k, w)
+        out = np.zeros((len(self.index), dim), dtype=np.float64)
+        np.add.at(out, (self._rows[part], self._by[part]), self._v[part])
+        return out
+
+    def days_since(self, k: int) -> NDArray[np.float64]:
+        """Days from snapshot k back to the newest bucket with activity, NO_RECENCY when none."""
+        part = self._slice(k, RECENCY_HORIZON_DAYS)
+        newest = np.full(len(self.index), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(newest, self._rows[part], self._a[part])
+        seen = newest != np.iinfo(np.int64).max
+        return np.where(seen, (newest - k).astype(np.float64), NO_RECENCY)
 
 
 def normalize_rows(counts: np.ndarray, default: float) -> np.ndarray:

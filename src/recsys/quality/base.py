@@ -59,6 +59,8 @@ class CheckResult:
     # per column data for charts and metrics, e.g. drift histograms and PSI
     detail: dict[str, dict[str, Any]] = field(default_factory=dict)
     column: str | None = None  # as configured: "price", "a,b" or "*"
+    # nothing to judge (e.g. a range over an empty table): reported with its reason, not scored
+    skipped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(
@@ -70,6 +72,7 @@ class CheckResult:
                 "columns": self.columns,
                 "weight": self.weight,
                 "passed": self.passed,
+                "skipped": self.skipped,
                 "score": self.score,
                 "observed": self.observed,
                 "expected": self.expected,
@@ -86,6 +89,12 @@ class Outcome:
     message: str
     score: float | None = None  # None: 1.0 if passed else 0.0
     detail: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: bool = False
+
+
+def skipped(reason: str) -> Outcome:
+    """Nothing to check: passes, carries no weight in the score, says why."""
+    return Outcome(True, {"skipped": True}, f"skipped: {reason}", skipped=True)
 
 
 class Check:
@@ -113,7 +122,9 @@ def combine(outcomes: dict[str, Outcome]) -> Outcome:
     detail = {c: o.detail[c] for c, o in outcomes.items() if c in o.detail}
     if len(outcomes) == 1:
         ((column, only),) = outcomes.items()
-        return Outcome(only.passed, only.observed, only.message, detail=detail)
+        return Outcome(only.passed, only.observed, only.message, detail=detail, skipped=only.skipped)
+    if all(o.skipped for o in outcomes.values()):
+        return skipped(next(iter(outcomes.values())).message.removeprefix("skipped: "))
     failed = {c: o for c, o in outcomes.items() if not o.passed}
     observed: dict[str, Any] = {"columns": len(outcomes), "failed": len(failed)}
     if failed:

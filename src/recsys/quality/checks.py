@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from recsys.quality.base import Check, CheckContext, CheckResult, Outcome, jsonable
+from recsys.quality.base import Check, CheckContext, CheckResult, Outcome, jsonable, skipped
 from recsys.quality.baseline import column_kind, compare, numeric_values
 from recsys.quality.config import CheckParams, CheckSpec
 
@@ -61,6 +61,8 @@ class Range(Check):
 
     @classmethod
     def check_column(cls, series: pd.Series, params: Any, ctx: CheckContext) -> Outcome:
+        if len(series) == 0:  # an empty table reads back with object columns: no dtype to judge
+            return skipped("table is empty")
         if column_kind(series) != "numeric":
             return Outcome(False, {"dtype": str(series.dtype)}, f"column is not numeric ({series.dtype})")
         values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -114,6 +116,8 @@ class Freshness(Check):
 
     @classmethod
     def check_column(cls, series: pd.Series, params: Any, ctx: CheckContext) -> Outcome:
+        if len(series) == 0:  # no rows is the volume checks' business; freshness has nothing to date
+            return skipped("table is empty")
         with warnings.catch_warnings():  # format inference on string columns warns
             warnings.simplefilter("ignore")
             ts = pd.to_datetime(series, errors="coerce", utc=True).dt.tz_localize(None)
@@ -282,6 +286,7 @@ def run_check(spec: CheckSpec, df: pd.DataFrame | None, ctx: CheckContext) -> Ch
             outcome.message,
             jsonable(outcome.detail),
             spec.column_label,
+            outcome.skipped,
         )
 
     if df is None:

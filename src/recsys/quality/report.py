@@ -141,7 +141,7 @@ def _drift_section(checks: list[CheckResult]) -> str:
 def _check_rows(checks: list[CheckResult]) -> str:
     rows = []
     for c in checks:
-        status = "PASS" if c.passed else "FAIL"
+        status = "SKIP" if c.skipped else "PASS" if c.passed else "FAIL"
         cls = "pass" if c.passed else "fail"
         rows.append(
             f'<tr class="{"" if c.passed else "failed"}">'

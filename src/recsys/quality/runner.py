@@ -47,6 +47,10 @@ class QualityReport:
     def failing(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
 
+    @property
+    def skipped(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.skipped]
+
     def check(self, name: str) -> CheckResult:
         for c in self.checks:
             if c.name == name:
@@ -70,7 +74,11 @@ class QualityReport:
                 "threshold": self.threshold,
                 "passed": self.passed,
                 "run_at": self.run_at.isoformat(),
-                "summary": {"checks": len(self.checks), "failed": len(self.failing)},
+                "summary": {
+                    "checks": len(self.checks),
+                    "failed": len(self.failing),
+                    "skipped": len(self.skipped),
+                },
                 "failing": [c.name for c in self.failing],
                 "checks": [c.to_dict() for c in self.checks],
             }
@@ -78,11 +86,12 @@ class QualityReport:
 
 
 def weighted_score(results: list[CheckResult]) -> float:
-    """100 * sum(weight * score) / sum(weight); 100 when nothing carries weight."""
-    total = sum(r.weight for r in results)
+    """100 * sum(weight * score) / sum(weight) over checks not skipped; 100 when nothing carries weight."""
+    scored = [r for r in results if not r.skipped]
+    total = sum(r.weight for r in scored)
     if total == 0:
         return 100.0
-    return 100.0 * sum(r.weight * r.score for r in results) / total
+    return 100.0 * sum(r.weight * r.score for r in scored) / total
 
 
 def _profiles(tables: dict[str, pd.DataFrame], config: QualityConfig) -> dict[str, TableProfile]:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.cdc.lake import PART_FILE, arrow_schema, file_sha256, write_parquet_atomic
+from recsys.cdc.partitions import partition_keys, split_by_key
 from recsys.cleaning.cleaner import clean_tables
 from recsys.cleaning.config import CleaningConfig
 from recsys.contracts import CONTRACTS
@@ -37,18 +37,13 @@ def read_snapshot(manifest: dict[str, Any]) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def write_partitioned(frame: pd.DataFrame, table: str, out_dir: Path, tag: str) -> int:
-    """Write a cleaned table as ``<out>/<table>/dt=YYYY-MM-DD/part-0.parquet``; partitions written."""
+def write_partitioned(frame: pd.DataFrame, table: str, out_dir: Path, tag: str, now: datetime) -> int:
+    """Write a cleaned table as ``<out>/<table>/dt=<day, month or year>/part-0.parquet`` like the lake."""
     data = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
-    column = CONTRACTS[table].partition_column
-    if data.num_rows == 0:
-        (out_dir / table).mkdir(parents=True, exist_ok=True)
-        return 0
-    days = pc.strftime(data[column], format="%Y-%m-%d")
+    (out_dir / table).mkdir(parents=True, exist_ok=True)
     written = 0
-    for day in sorted(set(days.to_pylist())):
-        part = data.filter(pc.equal(days, day))
-        write_parquet_atomic(part, out_dir / table / f"dt={day}" / PART_FILE, tag)
+    for key, part in split_by_key(data, partition_keys(data[CONTRACTS[table].partition_column], now)):
+        write_parquet_atomic(part, out_dir / table / f"dt={key}" / PART_FILE, tag)
         written += 1
     return written
 
@@ -67,7 +62,7 @@ def clean_step(
     now = datetime.fromisoformat(manifest["run_time"])
     frames = read_snapshot(manifest)
     cleaned, report = clean_tables(frames, config, now)
-    partitions = {t: write_partitioned(df, t, cleaned_dir, run_id) for t, df in cleaned.items()}
+    partitions = {t: write_partitioned(df, t, cleaned_dir, run_id, now) for t, df in cleaned.items()}
     write_json(cleaned_dir / RUN_FILE, {"run_id": run_id, "run_time": now.isoformat()})
     payload = report.to_dict()
     payload["partitions"] = partitions

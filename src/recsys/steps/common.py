@@ -18,6 +18,9 @@ ERROR_PREFIX = "recsys-error: "
 RESULT_PREFIX = "recsys-result: "
 # every step's output directory carries the run id and time forward to the next step
 RUN_FILE = "_run.json"
+# the train step's model directory, read by evaluate, register and serving (here, so that they
+# do not import the train step and with it LightGBM and scikit-learn)
+TRAINING_FILE, HISTORIES_FILE = "training.json", "histories.parquet"
 
 
 @contextmanager

@@ -17,8 +17,7 @@ import pandas as pd
 from recsys.evaluation.experiments import events_from_matomo, read_exposures, variant_report
 from recsys.evaluation.summary import write_summary
 from recsys.steps.clean import read_cleaned
-from recsys.steps.common import read_run, run_record_path, write_json
-from recsys.steps.train import TRAINING_FILE
+from recsys.steps.common import TRAINING_FILE, read_run, run_record_path, write_json
 
 
 def experiment_section(data_dir: Path, cleaned_dir: Path) -> dict[str, Any]:

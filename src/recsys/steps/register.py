@@ -15,9 +15,15 @@ from typing import Any
 
 from recsys.models.registry import ModelRegistry
 from recsys.models.tracking import tracking_uri
-from recsys.steps.common import read_run, run_record_path, utc_now, write_json
+from recsys.steps.common import (
+    HISTORIES_FILE,
+    TRAINING_FILE,
+    read_run,
+    run_record_path,
+    utc_now,
+    write_json,
+)
 from recsys.steps.sync import bundles_dir
-from recsys.steps.train import HISTORIES_FILE, TRAINING_FILE
 
 PROMOTION_METRIC = "ndcg_at_20"
 

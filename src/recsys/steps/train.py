@@ -22,10 +22,10 @@ from recsys.recall.base import RecallData
 from recsys.recall.config import config_from_dict
 from recsys.recall.engine import RecallEngine
 from recsys.steps.clean import read_cleaned
-from recsys.steps.common import RUN_FILE, read_run, run_record_path, write_json
+from recsys.steps.common import HISTORIES_FILE, RUN_FILE, TRAINING_FILE, read_run, run_record_path, write_json
 from recsys.steps.features import REGISTRY_FILE
 
-TRAINING_FILE, HISTORIES_FILE = "training.json", "histories.parquet"
+__all__ = ["HISTORIES_FILE", "TRAINING_FILE", "train_step"]
 
 
 def train_step(
