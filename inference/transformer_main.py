@@ -112,7 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("POLL_SECONDS", "0") or 0),
         help="follow the champion: reload the bundle when it changed, checked every N seconds; 0 = off",
     )
-    add("--chain_threads", type=int, default=int(_env("CHAIN_THREADS", "8") or 8))
+    add(
+        "--chain_threads",
+        type=int,
+        default=int(_env("CHAIN_THREADS", "4") or 4),
+        help="threads of each pool (chain stages; recall channels); more only add GIL contention",
+    )
     add("--candidates", type=int, default=int(_env("CANDIDATES", "300") or 300))
     add(
         "--category_cap",
