@@ -121,6 +121,7 @@ class RecommenderModel(kserve.Model):
         self.bundle_source, self.poll_seconds = bundle_source, poll_seconds
         self._reload_lock = threading.Lock()
         self._stop_polling = threading.Event()
+        self._poller: threading.Thread | None = None
         self.ready = True
 
     def load(self) -> bool:
@@ -128,9 +129,15 @@ class RecommenderModel(kserve.Model):
         return True
 
     def start(self) -> None:
-        if self.poll_seconds > 0 and self.bundle_source is not None:
+        # ModelServer calls start() at registration, a repository load may call it again
+        if (
+            self.poll_seconds > 0
+            and self.bundle_source is not None
+            and not (self._poller and self._poller.is_alive())
+        ):
             self._stop_polling.clear()
-            threading.Thread(target=self._poll, name="recsys-bundle-poll", daemon=True).start()
+            self._poller = threading.Thread(target=self._poll, name="recsys-bundle-poll", daemon=True)
+            self._poller.start()
 
     def stop(self) -> None:
         self._stop_polling.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -239,3 +240,46 @@ def test_predictor_down_degrades_to_recall_order(servers: dict[str, object], url
         assert len(text(result.as_numpy("item_ids"))) == 10
         assert result.get_response()["parameters"]["degrade_level"] == 2
     assert metric(url, "recommendation_degraded_total", level="2", reason="predictor") >= 3
+
+
+def test_in_process_poller_follows_the_bundle_source(data_dir: Path, bundle: Path, tmp_path: Path) -> None:
+    """With poll_seconds, the transformer model checks its bundle source and swaps only on a move."""
+    from inference import transformer_metrics as tm
+    from inference.chain import Bundle, Chain
+    from inference.experiments import Experiments
+    from inference.ranker_client import RankerClient
+    from inference.transformer import RecommenderModel
+    from recsys.store import open_store
+
+    store = open_store(f"sqlite:///{data_dir / 'online_store.db'}")
+    chain = Chain(Bundle(bundle), store, {"champion": RankerClient(f"127.0.0.1:{free_port()}", MODEL)})
+    moved = tmp_path / "moved"
+    moved.symlink_to(bundle)  # the same bundle under another path: the source "moved"
+    source = [bundle]
+    model = RecommenderModel(MODEL, chain, Experiments.single(), None, lambda: source[0], poll_seconds=0.05)
+
+    def count(result: str) -> float:
+        return tm.RELOADS.labels(result=result)._value.get()
+
+    unchanged, swapped = count("unchanged"), count("swapped")
+    model.start()
+    model.start()  # a second start() does not add a poller
+    try:
+        deadline = time.monotonic() + 10
+        while count("unchanged") < unchanged + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert count("unchanged") >= unchanged + 2 and count("swapped") == swapped
+        first = chain.bundle
+        source[0] = Path(str(moved))
+        # a symlink to the same directory resolves to it: still unchanged
+        time.sleep(0.3)
+        assert chain.bundle is first and count("swapped") == swapped
+        other = tmp_path / "copy"
+        shutil.copytree(bundle, other)
+        source[0] = other
+        while count("swapped") == swapped and time.monotonic() < deadline + 20:
+            time.sleep(0.05)
+        assert count("swapped") == swapped + 1 and chain.bundle.path == other
+    finally:
+        model.stop()
+        store.close()
