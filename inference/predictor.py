@@ -25,6 +25,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from inference import metrics, protocol
 from inference.errors import ReloadFailed, RequestError, SchemaMismatch
 from inference.model_source import ModelSource, ServedModel
+from inference.polling import ReloadPoller
 from recsys.errors import RecsysError
 from recsys.ranking.model import Runtime
 
@@ -52,8 +53,7 @@ class RankerModel(kserve.Model):
         # scoring gets its own pool: a burst of reloads or other to_thread work never queues it
         self._executor = ThreadPoolExecutor(max_workers=scoring_threads, thread_name_prefix="recsys-score")
         self._reload_lock = threading.Lock()
-        self._stop_polling = threading.Event()
-        self._poller: threading.Thread | None = None
+        self._poller = ReloadPoller(name, poll_seconds, lambda: self.reload_sync(only_if_changed=True))
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -113,24 +113,11 @@ class RankerModel(kserve.Model):
     def start(self) -> None:
         """Called by ModelServer at registration; starts the poller when asked for one."""
         self.ready = self._served is not None
-        if self.poll_seconds > 0 and (self._poller is None or not self._poller.is_alive()):
-            self._stop_polling.clear()
-            # a daemon thread, not an asyncio task: reloads block (MLflow, file reads) and the
-            # thread needs no hook into the server's event loop
-            self._poller = threading.Thread(target=self._poll, name="recsys-reload-poll", daemon=True)
-            self._poller.start()
+        self._poller.start()
 
     def stop(self) -> None:
-        self._stop_polling.set()
+        self._poller.stop()
         self.ready = False
-
-    def _poll(self) -> None:
-        while not self._stop_polling.wait(self.poll_seconds):
-            try:
-                self.reload_sync(only_if_changed=True)
-            except RecsysError as e:
-                # a half-copied bundle or a registry blip: keep serving, try again next tick
-                log.warning("model %s: polling reload: %s", self.name, e)
 
     # -- serving ----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from inference.chain import Bundle, Chain, Request, Result
 from inference.errors import ReloadFailed, RequestError
 from inference.experiments import Experiments, Variant
 from inference.exposure_log import ExposureLog
-from recsys.errors import RecsysError
+from inference.polling import ReloadPoller
 
 log = logging.getLogger("kserve.recsys")
 MAX_K, MAX_EXCLUDE, MAX_ID = 500, 1000, 256
@@ -120,8 +120,8 @@ class RecommenderModel(kserve.Model):
         self.chain, self.experiments, self.exposures = chain, experiments, exposures
         self.bundle_source, self.poll_seconds = bundle_source, poll_seconds
         self._reload_lock = threading.Lock()
-        self._stop_polling = threading.Event()
-        self._poller: threading.Thread | None = None
+        seconds = poll_seconds if bundle_source is not None else 0.0
+        self._poller = ReloadPoller(name, seconds, lambda: self.reload_sync(only_if_changed=True))
         self.ready = True
 
     def load(self) -> bool:
@@ -129,18 +129,10 @@ class RecommenderModel(kserve.Model):
         return True
 
     def start(self) -> None:
-        # ModelServer calls start() at registration, a repository load may call it again
-        if (
-            self.poll_seconds > 0
-            and self.bundle_source is not None
-            and not (self._poller and self._poller.is_alive())
-        ):
-            self._stop_polling.clear()
-            self._poller = threading.Thread(target=self._poll, name="recsys-bundle-poll", daemon=True)
-            self._poller.start()
+        self._poller.start()
 
     def stop(self) -> None:
-        self._stop_polling.set()
+        self._poller.stop()
         self.ready = False
         if self.exposures is not None:
             self.exposures.close()
@@ -169,13 +161,6 @@ class RecommenderModel(kserve.Model):
 
     async def reload(self) -> str:
         return await asyncio.to_thread(self.reload_sync)
-
-    def _poll(self) -> None:
-        while not self._stop_polling.wait(self.poll_seconds):
-            try:
-                self.reload_sync(only_if_changed=True)
-            except RecsysError as e:
-                log.warning("model %s: polling reload: %s", self.name, e)
 
     async def recommend(self, req: Request, request_id: str) -> tuple[Result, Variant]:
         start = time.perf_counter()
