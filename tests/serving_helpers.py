@@ -95,9 +95,17 @@ def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
 
 
 def start(
-    module: str, logs: Path, data_dir: Path, port: int, *args: str, env: dict[str, str] | None = None
+    module: str,
+    logs: Path,
+    data_dir: Path,
+    port: int,
+    *args: str,
+    env: dict[str, str] | None = None,
+    grpc_port: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", module, "--http_port", str(port), "--grpc_port", str(free_port()),
+    """``python -m module`` on loopback ports; output in ``logs/<module>-<port>.log``."""
+    grpc = grpc_port or free_port()
+    cmd = [sys.executable, "-m", module, "--http_port", str(port), "--grpc_port", str(grpc),
            "--data_dir", str(data_dir), "--enable_latency_logging", "false", *args]  # fmt: skip
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "RECSYS_DATA_DIR": str(data_dir), **(env or {})}

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from serving_helpers import free_port, metric, start, stop, wait_ready
 from tritonclient.utils import InferenceServerException
 
 from recsys.models.registry import ModelRegistry
@@ -88,12 +88,6 @@ def copy_bundle(src: Path, dest: Path) -> Path:
 # -- the predictor process --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Predictor:
     url: str  # host:port, as tritonclient wants it
@@ -114,45 +108,21 @@ class Predictor:
             return e.code, e.read().decode()
 
     def metric(self, name: str, **labels: str) -> float:
-        text = urllib.request.urlopen(self.http + "/metrics", timeout=10).read().decode()
-        for line in text.splitlines():
-            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return metric(self.url, name, **labels)
 
 
 @contextmanager
 def predictor(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Predictor]:
     http_port, grpc_port = free_port(), free_port()
-    log = tmp / f"predictor-{http_port}.log"
-    full_env = {**os.environ, "RECSYS_DATA_DIR": str(tmp / "data"), **(env or {})}
-    cmd = [sys.executable, "-m", "inference.predictor_main", "--http_port", str(http_port)]
-    cmd += ["--grpc_port", str(grpc_port), "--enable_latency_logging", "false", *args]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    data = Path((env or {}).get("RECSYS_DATA_DIR", tmp / "data"))
+    proc = start("inference.predictor_main", tmp, data, http_port, *args, env=env, grpc_port=grpc_port)
+    log = tmp / f"inference.predictor_main-{http_port}.log"
     server = Predictor(f"127.0.0.1:{http_port}", log, proc, grpc_port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"predictor exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(server.http + "/v2/health/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"predictor not ready after 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_ready(proc, server.url, server.log, timeout=60)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
