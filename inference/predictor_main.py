@@ -18,9 +18,9 @@ import kserve.model_server
 
 from inference.dataplane import RawTensorDataPlane
 from inference.errors import ReloadFailed
-from inference.logs import set_request_logs
 from inference.model_source import RUNTIMES, ModelSource
 from inference.predictor import RankerModel, ReloadingRepositoryExtension, recsys_error_handler
+from inference.server import model_server
 from recsys.errors import ConfigError, RecsysError
 from recsys.settings import load_settings
 
@@ -94,23 +94,8 @@ def build(args: argparse.Namespace) -> tuple[RankerModel, kserve.ModelServer]:
         poll_seconds=args.poll_seconds,
     )
     # the server first: its constructor configures the logging that the load reports through
-    server = kserve.ModelServer(
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        workers=1,
-        max_threads=args.max_threads,
-        max_asyncio_workers=args.max_asyncio_workers,
-        enable_grpc=args.enable_grpc,
-        enable_docs_url=args.enable_docs_url,
-        enable_latency_logging=args.enable_latency_logging,
-        access_log_format=args.access_log_format,
-        event_loop=args.event_loop,
-        timeout_keep_alive=args.timeout_keep_alive,
-        ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile,
-    )
+    server = model_server(args)
     # both are handed to the REST and gRPC servers only in start(), so replacing them here is safe
-    set_request_logs(args.request_logs)
     server.dataplane = RawTensorDataPlane(model_registry=server.registered_models)
     server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
     kserve.model_server.app.add_exception_handler(RecsysError, recsys_error_handler)

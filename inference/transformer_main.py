@@ -23,10 +23,10 @@ from inference import transformer_metrics as metrics
 from inference.chain import Bundle, Chain, Timeouts
 from inference.experiments import Experiments
 from inference.exposure_log import ExposureLog
-from inference.logs import set_request_logs
 from inference.model_source import ModelSource
 from inference.predictor import ReloadingRepositoryExtension, recsys_error_handler
 from inference.ranker_client import RankerClient
+from inference.server import model_server
 from inference.shadow import ShadowMirror
 from inference.transformer import RecommenderModel, add_rest_route
 from recsys.errors import ConfigError, RecsysError
@@ -177,22 +177,7 @@ def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServe
     bundle_dir = bundle_source()
     experiments_path = Path(args.experiments) if args.experiments else config_dir() / "experiments.yaml"
     experiments = Experiments.load(experiments_path) if experiments_path.exists() else Experiments.single()
-    server = kserve.ModelServer(
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        workers=1,
-        max_threads=args.max_threads,
-        max_asyncio_workers=args.max_asyncio_workers,
-        enable_grpc=args.enable_grpc,
-        enable_docs_url=args.enable_docs_url,
-        enable_latency_logging=args.enable_latency_logging,
-        access_log_format=args.access_log_format,
-        event_loop=args.event_loop,
-        timeout_keep_alive=args.timeout_keep_alive,
-        ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile,
-    )
-    set_request_logs(args.request_logs)
+    server = model_server(args)
     fallback = args.store_fallback_url or settings.online_store_fallback_url
     store_breaker = _breaker("store", failure_threshold=3)
     # Redis gets half the store budget, so that a timeout still leaves time for the fallback

@@ -1,0 +1,42 @@
+"""The KServe ModelServer both mains run, built the same way from KServe's own flags.
+
+Per-request log lines are off unless asked for: uvicorn's access log and KServe's timing
+middleware (``kserve.trace``) write three lines per request; at hundreds of requests per second
+that costs more CPU than parts of the chain, and Prometheus already counts and times every one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kserve
+
+PER_REQUEST_LOGGERS = ("uvicorn.access", "kserve.trace")
+
+
+def set_request_logs(enabled: bool) -> None:
+    for name in PER_REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if enabled else logging.WARNING)
+
+
+def model_server(args: argparse.Namespace) -> kserve.ModelServer:
+    """One worker: a reload swaps the model inside the process (scale out with replicas). Built
+    before the model loads: its constructor configures the logging the load reports through."""
+    server = kserve.ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=1,
+        max_threads=args.max_threads,
+        max_asyncio_workers=args.max_asyncio_workers,
+        enable_grpc=args.enable_grpc,
+        enable_docs_url=args.enable_docs_url,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
+    set_request_logs(args.request_logs)
+    return server
