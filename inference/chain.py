@@ -2,8 +2,11 @@
 
 The same steps as ``recsys.recommend.BundleRecommender`` (the offline chain), with the vectors
 read from the online store under the bundle's version and the ranker behind the predictor.
-Blocking work (store reads, recall channels, feature matrices) runs in one bounded thread pool;
-the event loop only awaits. Every stage has a timeout (``Timeouts``; counted in
+Blocking work (store reads, recall, feature matrix) runs as one job in a bounded thread pool, the
+recall channels fanned out from it into a second pool; the event loop only awaits that job and
+the predictor. (One job per request, not one per stage: each hop between the loop and a pool
+costs a wake-up and GIL hand-offs, which at a few hundred requests per second cost more CPU than
+the stages themselves.) Every stage has a budget (``Timeouts``; cut-offs are counted in
 ``recommendation_timeouts_total{stage}``) and the whole request has one too. Degradation
 levels, the highest one reached is reported:
 
@@ -33,18 +36,21 @@ from inference import transformer_metrics as metrics
 from inference.experiments import Variant
 from inference.ranker_client import CircuitOpen, PredictorError, PredictorTimeout, RankerClient
 from inference.shadow import ShadowMirror
-from recsys.errors import PipelineError, RecsysError, StoreUnavailable
+from recsys.errors import PipelineError, RecsysError
 from recsys.features.cross import CrossFeatures
 from recsys.ranking.flow import CONTEXT_FEATURES
 from recsys.recall.base import RecallContext
 from recsys.recall.engine import RecallEngine
-from recsys.recall.fusion import Candidate, fuse
+from recsys.recall.fusion import Candidates, fuse
 from recsys.steps.common import HISTORIES_FILE
 from recsys.steps.features import read_features
 from recsys.steps.sync import HISTORY_CHANNEL
-from recsys.store import FallbackStore, OnlineStore
+from recsys.store import FallbackStore, Lookup, OnlineStore
+from recsys.store.cache import ItemVectorCache
 
 log = logging.getLogger("kserve.recsys.chain")
+STAGES = ("history", "recall", "features", "matrix", "predict")
+STAGE = {stage: metrics.STAGE_LATENCY.labels(stage=stage) for stage in STAGES}
 CATEGORY = "item_category_code"
 
 
@@ -76,15 +82,23 @@ class Bundle:
             raise PipelineError(f"transformer: the ranker in {path} was trained on other features")
         self.popular = self._popular()
         self.category_col = -1
+        self.item_cache: ItemVectorCache | None = None
 
-    def bind(self, store: OnlineStore) -> Bundle:
+    def bind(self, store: OnlineStore, cache_items: int = 100_000) -> Bundle:
         """Check that the store holds this bundle's vectors; remember where the category is."""
         items = store.feature_names("item", self.version)
         users = store.feature_names("user", self.version)
         if items != self.item_columns or users != self.user_columns:
             raise PipelineError(f"transformer: the store's vectors of {self.version} are not the bundle's")
         self.category_col = items.index(CATEGORY)
+        if cache_items > 0:
+            self.item_cache = ItemVectorCache(self.version, len(items), cache_items)
         return self
+
+    def lookup(self, store: OnlineStore, user_id: str, item_ids: list[str]) -> Lookup:
+        if self.item_cache is None:
+            return store.lookup(user_id, item_ids, self.version)
+        return self.item_cache.lookup(store, user_id, item_ids)
 
     def _popular(self) -> list[tuple[str, float]]:
         """The last resort list, computed once: the popular channel for a user with no history."""
@@ -106,9 +120,9 @@ class Result:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds each stage may take; ``request`` bounds the whole chain."""
+    """Seconds each recall channel may take; ``request`` bounds the whole chain. (Store reads
+    are bounded by the store itself: see ``open_online_store(timeout_s=...)``.)"""
 
-    store: float = 0.05
     channel: float = 0.05
     request: float = 0.25
 
@@ -133,11 +147,13 @@ class Chain:
         candidates: int = 300,
         category_cap: int = 3,
         shadow: ShadowMirror | None = None,
+        cache_items: int = 100_000,
     ) -> None:
         if "champion" not in rankers:
             raise PipelineError("transformer: no predictor for the champion ranker")
         self.store, self.rankers, self.shadow = store, rankers, shadow
-        self.bundle = bundle.bind(store)
+        self.cache_items = cache_items
+        self.bundle = self.bind(bundle)
         # two pools: a recall job waits for its channels, so they must not queue behind it
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-chain")
         self.recall_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-recall")
@@ -147,26 +163,28 @@ class Chain:
         self.candidates, self.category_cap = candidates, category_cap
         self.fallback_name = store.fallback.name if isinstance(store, FallbackStore) else None
 
+    def bind(self, bundle: Bundle) -> Bundle:
+        """``bundle`` checked against this chain's store, with its item-vector cache."""
+        return bundle.bind(self.store, self.cache_items)
+
     def swap(self, bundle: Bundle) -> None:
         """Serve ``bundle`` from the next request on (it must be bound to this chain's store)."""
         self.bundle = bundle
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def recommend(self, req: Request, variant: Variant) -> Result:
         degraded: list[tuple[int, str]] = []
         b = self.bundle  # this request's snapshot
         try:
-            return await asyncio.wait_for(self._chain(b, req, variant, degraded), self.timeouts.request)
+            result = await asyncio.wait_for(self._chain(b, req, variant, degraded), self.timeouts.request)
         except TimeoutError:
             metrics.TIMEOUTS.labels(stage="request").inc()
             degraded.append((3, "timeout"))
-            return self._popular(b, req, degraded)
+            result = self._popular(b, req)
         except Exception as e:  # noqa: BLE001 - the caller gets popular items, never an error
             log.error("chain failed for user %s: %s", req.user_id, e, exc_info=e)
             degraded.append((3, "error"))
-            return self._popular(b, req, degraded)
+            result = self._popular(b, req)
+        return self._finish(result, degraded)
 
     def _finish(self, result: Result, degraded: list[tuple[int, str]]) -> Result:
         for level, reason in dict.fromkeys(degraded):
@@ -175,64 +193,24 @@ class Chain:
         result.reasons = [r for _, r in degraded]
         return result
 
-    def _popular(self, b: Bundle, req: Request, degraded: list[tuple[int, str]]) -> Result:
+    @staticmethod
+    def _popular(b: Bundle, req: Request) -> Result:
         pairs = [(i, s) for i, s in b.popular if i not in req.exclude][: req.k]
-        result = Result([i for i, _ in pairs], [float(s) for _, s in pairs], ["popular"] * len(pairs), 3,
-                        b.version)  # fmt: skip
-        return self._finish(result, degraded)
-
-    async def _timed(self, stage: str, fn: Any, *args: Any, timeout: float | None = None) -> Any:
-        start = time.perf_counter()
-        try:
-            return await asyncio.wait_for(self._run(fn, *args), timeout)
-        finally:
-            metrics.STAGE_LATENCY.labels(stage=stage).observe(time.perf_counter() - start)
-
-    async def _store(self, stage: str, fn: Any, *args: Any) -> Any:
-        """A store read under the store timeout; a timeout is a StoreUnavailable to the caller."""
-        try:
-            return await self._timed(stage, fn, *args, timeout=self.timeouts.store)
-        except TimeoutError as e:
-            metrics.TIMEOUTS.labels(stage="store").inc()
-            raise StoreUnavailable(f"store: no answer within {self.timeouts.store} s ({stage})") from e
+        return Result([i for i, _ in pairs], [float(s) for _, s in pairs], ["popular"] * len(pairs), 3,
+                      b.version)  # fmt: skip
 
     async def _chain(
         self, b: Bundle, req: Request, variant: Variant, degraded: list[tuple[int, str]]
     ) -> Result:
-        try:
-            lists = await self._store("history", self.store.recall, HISTORY_CHANNEL, [req.user_id], b.version)
-            history = [item for item, _ in lists.get(req.user_id, [])]
-        except RecsysError as e:
-            log.warning("history of %s unavailable: %s", req.user_id, e)
-            history = []
-        ctx = RecallContext(history=history, user_industry=b.industries.get(req.user_id), scene=req.scene,
-                            exclude=set(history) | req.exclude)  # fmt: skip
-        start = time.perf_counter()
-        cands = await self._recall(b, req.user_id, ctx, variant)
-        metrics.STAGE_LATENCY.labels(stage="recall").observe(time.perf_counter() - start)
-        if not cands:
-            degraded.append((3, "no_candidates"))
-            return self._popular(b, req, degraded)
-        ids = [c.item_id for c in cands]
-        try:
-            lookup = await self._store("features", self.store.lookup, req.user_id, ids, b.version)
-        except RecsysError as e:
-            log.warning("store lookup failed, recall order: %s", e)
-            degraded.append((2, "store"))
-            cats = np.array([b.categories.get(i, -1.0) for i in ids])
-            fused = np.array([c.score for c in cands])
-            return self._finish(self._top(req, cands, fused, cats, b.version), degraded)
-        if self.fallback_name and lookup.served_by == self.fallback_name:
-            degraded.append((1, "store_fallback"))
-        keep = np.flatnonzero(lookup.found)
-        cands = [cands[i] for i in keep]
-        if not cands:
-            degraded.append((3, "no_vectors"))
-            return self._popular(b, req, degraded)
-        items = lookup.items[keep]
-        user = lookup.user if lookup.user is not None else b.user_defaults
-        X = await self._timed("matrix", self._matrix, b, user, items, cands)
-        cats = items[:, b.category_col]
+        # the job reports into its own list: after a deadline its late findings are dropped
+        found: list[tuple[int, str]] = []
+        prepared = await asyncio.get_running_loop().run_in_executor(
+            self.pool, self._prepare, b, req, variant, found
+        )
+        degraded.extend(found)
+        if isinstance(prepared, Result):
+            return prepared
+        cands, X, cats = prepared
         ranker = self.rankers.get(variant.ranker, self.rankers["champion"])
         start = time.perf_counter()
         try:
@@ -243,15 +221,63 @@ class Chain:
             if not isinstance(e, CircuitOpen):  # the breaker logs nothing per request of an outage
                 log.warning("ranker %s unavailable, recall order: %s", variant.ranker, e)
             degraded.append((2, e.reason))
-            scores, version = np.array([c.score for c in cands]), b.version
+            scores, version = cands.scores, b.version
         else:
             if self.shadow is not None:
                 self.shadow.mirror(X, b.schema_hash, scores, req.k)
-        metrics.STAGE_LATENCY.labels(stage="predict").observe(time.perf_counter() - start)
-        return self._finish(self._top(req, cands, scores, cats, version), degraded)
+        STAGE["predict"].observe(time.perf_counter() - start)
+        return self._top(req, cands, scores, cats, version)
+
+    def _prepare(
+        self, b: Bundle, req: Request, variant: Variant, degraded: list[tuple[int, str]]
+    ) -> tuple[Candidates, np.ndarray, np.ndarray] | Result:
+        """In a chain thread: history, recall, feature lookup and matrix; a Result when the
+        request ends early (popular items, or recall order without vectors). Store reads are cut
+        off by the store's own socket timeout, after which the fallback answers (counted as
+        ``timeouts{stage="store"}`` by the store's hook)."""
+        start = time.perf_counter()
+        try:
+            lists = self.store.recall(HISTORY_CHANNEL, [req.user_id], b.version)
+            history = [item for item, _ in lists.get(req.user_id, [])]
+        except RecsysError as e:
+            log.warning("history of %s unavailable: %s", req.user_id, e)
+            history = []
+        now = time.perf_counter()
+        STAGE["history"].observe(now - start)
+        ctx = RecallContext(history=history, user_industry=b.industries.get(req.user_id), scene=req.scene,
+                            exclude=set(history) | req.exclude)  # fmt: skip
+        cands = self._recall_sync(b, req.user_id, ctx, variant)
+        start, now = now, time.perf_counter()
+        STAGE["recall"].observe(now - start)
+        if not cands:
+            degraded.append((3, "no_candidates"))
+            return self._popular(b, req)
+        ids = cands.ids
+        try:
+            lookup = b.lookup(self.store, req.user_id, ids)
+        except RecsysError as e:
+            log.warning("store lookup failed, recall order: %s", e)
+            degraded.append((2, "store"))
+            cats = np.array([b.categories.get(i, -1.0) for i in ids])
+            return self._top(req, cands, cands.scores, cats, b.version)
+        start, now = now, time.perf_counter()
+        STAGE["features"].observe(now - start)
+        if self.fallback_name and lookup.served_by == self.fallback_name:
+            degraded.append((1, "store_fallback"))
+        keep = np.flatnonzero(lookup.found)
+        if len(keep) < len(cands):
+            cands = cands.take(keep)
+        if not cands:
+            degraded.append((3, "no_vectors"))
+            return self._popular(b, req)
+        items = lookup.items[keep]
+        user = lookup.user if lookup.user is not None else b.user_defaults
+        X = self._matrix(b, user, items, cands)
+        STAGE["matrix"].observe(time.perf_counter() - now)
+        return cands, X, items[:, b.category_col]
 
     @staticmethod
-    def _matrix(b: Bundle, user: np.ndarray, items: np.ndarray, cands: list[Candidate]) -> np.ndarray:
+    def _matrix(b: Bundle, user: np.ndarray, items: np.ndarray, cands: Candidates) -> np.ndarray:
         """Exactly the offline order: ranker columns, recall features, position 0."""
         _, recall_x = b.recall.candidate_features(cands)
         context = np.zeros((len(cands), len(CONTEXT_FEATURES)), np.float32)
@@ -265,13 +291,9 @@ class Chain:
         metrics.CHANNEL_CANDIDATES.labels(channel=channel.name).observe(len(out))
         return out
 
-    async def _recall(self, b: Bundle, user_id: str, ctx: RecallContext, variant: Variant) -> list[Candidate]:
-        return await self._run(self._recall_sync, b, user_id, ctx, variant)
-
-    def _recall_sync(self, b: Bundle, user_id: str, ctx: RecallContext, variant: Variant) -> list[Candidate]:
+    def _recall_sync(self, b: Bundle, user_id: str, ctx: RecallContext, variant: Variant) -> Candidates:
         """In a chain thread: the channels run concurrently in the recall pool, each given the
-        channel timeout; then the filter and the fusion. One event-loop wake-up per request
-        instead of one per channel (each costs a self-pipe write and a loop turn)."""
+        channel timeout; then the filter and the fusion."""
         engine = b.recall
         exclude = engine.exclusion.exclude_for(user_id, ctx.exclude)
         ctx = replace(ctx, exclude=exclude)
@@ -297,7 +319,7 @@ class Chain:
         return fuse(results, weights, self.candidates, exclude, method=fusion.method,
                     rank_offset=fusion.rank_offset)  # fmt: skip
 
-    def _top(self, req: Request, cands: list[Candidate], scores: np.ndarray, cats: np.ndarray,
+    def _top(self, req: Request, cands: Candidates, scores: np.ndarray, cats: np.ndarray,
              version: str) -> Result:  # fmt: skip
         """Best first, at most ``category_cap`` per category; capped ones fill up when short."""
         order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
@@ -315,9 +337,9 @@ class Chain:
                 capped.append(int(i))
         picked += capped[: req.k - len(picked)]
         return Result(
-            items=[cands[i].item_id for i in picked],
+            items=[cands.ids[i] for i in picked],
             scores=[float(scores[i]) for i in picked],
-            channels=[",".join(sorted(cands[i].channels)) for i in picked],
+            channels=[",".join(cands.channel_names(i)) for i in picked],
             degrade_level=0,
             model_version=version,
         )

@@ -8,6 +8,7 @@ that costs more CPU than parts of the chain, and Prometheus already counts and t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 
 import kserve
@@ -39,4 +40,23 @@ def model_server(args: argparse.Namespace) -> kserve.ModelServer:
         ssl_keyfile=args.ssl_keyfile,
     )
     set_request_logs(args.request_logs)
+    use_event_loop(args.event_loop)
     return server
+
+
+def use_event_loop(choice: str) -> str:
+    """Make KServe's ``--event_loop`` flag true: ``auto`` (its default) and ``uvloop`` promise
+    uvloop, but ``ModelServer.start`` runs ``asyncio.run``, which builds a plain asyncio loop.
+    uvloop's loop costs the transformer ~1 ms less CPU per request (fewer syscalls and wake-ups)."""
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # KServe's setup_event_loop() asks for the current loop first, which uvloop will not invent
+    asyncio.set_event_loop(uvloop.new_event_loop())
+    return "uvloop"

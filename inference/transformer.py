@@ -148,7 +148,7 @@ class RecommenderModel(kserve.Model):
                 if only_if_changed and path.resolve() == current.path.resolve():
                     metrics.RELOADS.labels(result="unchanged").inc()
                     return "unchanged"
-                bundle = Bundle(path).bind(self.chain.store)
+                bundle = self.chain.bind(Bundle(path))
             except Exception as e:
                 metrics.RELOADS.labels(result="failed").inc()
                 raise ReloadFailed(

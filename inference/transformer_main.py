@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--candidates", type=int, default=int(_env("CANDIDATES", "300") or 300))
     add(
+        "--item_cache_size",
+        type=int,
+        default=int(_env("ITEM_CACHE_SIZE", "100000") or 0),
+        help="item vectors of the served version kept in memory (never stale: a version never "
+        "changes); 0 = read every item from the store",
+    )
+    add(
         "--category_cap",
         type=int,
         default=int(_env("CATEGORY_CAP", "3") or 3),
@@ -170,6 +177,8 @@ def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServe
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name}: must be positive, got {getattr(args, name)}")
+    if args.item_cache_size < 0:
+        raise ConfigError(f"--item_cache_size: must be >= 0, got {args.item_cache_size}")
     if not 0 <= args.shadow_sample_rate <= 1 or args.poll_seconds < 0:
         raise ConfigError("--shadow_sample_rate must be in [0, 1] and --poll_seconds >= 0")
     settings = load_settings(data_dir=args.data_dir, online_store=args.store_url)
@@ -182,7 +191,11 @@ def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServe
     store_breaker = _breaker("store", failure_threshold=3)
     # Redis gets half the store budget, so that a timeout still leaves time for the fallback
     store = open_online_store(
-        settings.online_store_url, fallback, timeout_s=args.store_timeout_ms / 2000, breaker=store_breaker
+        settings.online_store_url,
+        fallback,
+        timeout_s=args.store_timeout_ms / 2000,
+        breaker=store_breaker,
+        on_unavailable=metrics.store_unavailable,
     )
     shadow = None
     if args.shadow_predictor_host:
@@ -195,13 +208,13 @@ def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServe
         _rankers(args),
         threads=args.chain_threads,
         timeouts=Timeouts(
-            store=args.store_timeout_ms / 1000,
             channel=args.channel_timeout_ms / 1000,
             request=args.request_timeout_ms / 1000,
         ),
         candidates=args.candidates,
         category_cap=args.category_cap,
         shadow=shadow,
+        cache_items=args.item_cache_size,
     )
     exposures = ExposureLog(Path(args.exposure_dir) if args.exposure_dir else settings.data_dir / "exposures")
     atexit.register(exposures.close)  # the model's stop() closes it too; a second close is a no-op

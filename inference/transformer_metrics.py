@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from recsys.errors import StoreTimeout, StoreUnavailable
 from recsys.resilience import STATE_VALUE
 
 # fine below 50 ms, where the latency objective (p95 25-40 ms) lives
@@ -93,3 +94,9 @@ def track_breaker(target: str, state: str) -> None:
     CIRCUIT_STATE.labels(target=target).set(STATE_VALUE[state])  # type: ignore[index]
     if state == "open":
         CIRCUIT_OPENED.labels(target=target).inc()
+
+
+def store_unavailable(error: StoreUnavailable) -> None:
+    """A FallbackStore ``on_unavailable`` hook: a primary read cut off by its timeout."""
+    if isinstance(error, StoreTimeout):
+        TIMEOUTS.labels(stage="store").inc()

@@ -60,6 +60,10 @@ class StoreUnavailable(StoreError):
     """The online store cannot be reached (refused, timed out); callers may fall back."""
 
 
+class StoreTimeout(StoreUnavailable):
+    """The online store did not answer within its socket timeout."""
+
+
 class ModelRegistryError(RecsysError):
     """The model registry refused or failed an operation (no previous champion, unknown version)."""
 

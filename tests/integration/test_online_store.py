@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from conftest import REQUIRE_SERVICES, port_open
 
 from recsys.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
 from recsys.store import FallbackStore, FeatureBlock, OnlineStore, StoreSnapshot, open_store
+from recsys.store.cache import ItemVectorCache
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
@@ -142,6 +144,53 @@ def test_lookup_of_300_candidates_with_64_features(store: OnlineStore) -> None:
     got = store.lookup("u0", [f"i{k}" for k in rows])
     assert got.found.all() and got.items.shape == (300, 64)
     np.testing.assert_array_equal(got.items, snap.blocks["item"].values[rows])
+
+
+def test_item_cache_answers_like_the_store_and_reads_only_new_items(
+    store: OnlineStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snap = make_snapshot("v1", items=50, features=8, seed=4)
+    store.publish(snap)
+    cache = ItemVectorCache("v1", dim=8, max_items=32)
+    asked: list[list[str]] = []
+    lookup = store.lookup
+    monkeypatch.setattr(store, "lookup", lambda u, ids, v=None: asked.append(list(ids)) or lookup(u, ids, v))
+    requests = [
+        ["i1", "i2", "nope", "i1"],  # a repeat and an item the store lacks
+        ["i2", "nope", "i3"],  # only i3 is new
+        [f"i{k}" for k in range(10, 40)],  # 30 new rows: 33 > max_items, the cache starts over
+        ["i3", "i39", "i38"],
+        [],
+    ]
+    for ids in requests:
+        got, want = cache.lookup(store, "u2", ids), lookup("u2", ids, "v1")
+        assert got.version == want.version == "v1" and got.served_by == want.served_by
+        np.testing.assert_array_equal(got.user, want.user)
+        assert got.found.tolist() == want.found.tolist() and got.items.shape == want.items.shape
+        np.testing.assert_array_equal(got.items, want.items)  # NaN rows compare equal here
+    assert asked[:2] == [["i1", "i2", "nope"], ["i3"]]
+    assert asked[3] == ["i3"]  # forgotten when the cache started over; i38, i39 still cached
+    assert asked[4] == [] and len(cache) == 31
+    assert cache.misses == sum(map(len, asked)) and cache.hits == sum(map(len, requests)) - cache.misses
+
+
+def test_item_cache_reads_everything_again_when_another_request_emptied_it(
+    store: OnlineStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.publish(make_snapshot("v1", items=20, features=4, seed=6))
+    cache = ItemVectorCache("v1", dim=4, max_items=4)
+    cache.lookup(store, "u1", ["i1", "i2"])
+    lookup = store.lookup
+
+    def racing(user: str, ids: list[str], version: str | None = None) -> Any:
+        if ids == ["i3"]:  # while this request reads i3, another one fills the cache past max
+            cache.lookup(SimpleNamespace(lookup=lookup), "u2", ["i5", "i6", "i7"])  # type: ignore[arg-type]
+        return lookup(user, ids, version)
+
+    monkeypatch.setattr(store, "lookup", racing)
+    got, want = cache.lookup(store, "u1", ["i1", "i3", "i2"]), lookup("u1", ["i1", "i3", "i2"], "v1")
+    assert got.found.all()
+    np.testing.assert_array_equal(got.items, want.items)
 
 
 def test_recall_lists_keep_their_order(store: OnlineStore) -> None:

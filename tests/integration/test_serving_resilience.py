@@ -141,6 +141,8 @@ def test_redis_outage_level_1_then_recovery(stack: Stack) -> None:
         assert metric(stack.main, "recommendation_circuit_state", target="store") == 1  # open
         assert metric(stack.main, "recommendation_circuit_opened_total", target="store") >= 1
         assert metric(stack.main, "recommendation_degraded_total", level="1", reason="store_fallback") >= 8
+        # the reads that opened the circuit were cut off by Redis's socket timeout
+        assert metric(stack.main, "recommendation_timeouts_total", stage="store") >= 3
     finally:
         stack.redis.resume()
     # after the reset timeout one trial read finds Redis back and closes the circuit

@@ -360,6 +360,30 @@ def test_fuse_weights_dedup_exclusion_and_provenance() -> None:
     assert matrix[2].tolist() == [0, 0, 0.5, 1, 0, 0, 1.0, 1]
 
 
+def test_fused_candidates_read_like_the_list_they_stand_for() -> None:
+    rng = np.random.default_rng(7)
+    items = [f"i{n}" for n in range(60)]
+    results = {
+        ch: [(items[j], float(s)) for j, s in zip(rng.integers(0, 60, 40), rng.random(40), strict=True)]
+        for ch in ("a", "b", "c", "extra")
+    }
+    fused = fuse(results, {"a": 1.0, "b": 0.5}, k=25, exclude={"i1", "i2"})
+    as_list = list(fused)
+    assert len(fused) == 25 and fused == as_list and fused[-1] == as_list[24] and fused[3:5] == as_list[3:5]
+    scores = [c.score for c in as_list]
+    assert scores == sorted(scores, reverse=True) and not {"i1", "i2"} & {c.item_id for c in as_list}
+    # "extra" is no configured channel: no column, but it counts in recall_channel_count
+    names, fast = candidate_features(fused, ["a", "b", "c", "z"])
+    _, generic = candidate_features(as_list, ["a", "b", "c", "z"])
+    np.testing.assert_array_equal(fast, generic)
+    keep = np.array([20, 3, 7])
+    part = fused.take(keep)
+    assert list(part) == [as_list[n] for n in keep]
+    np.testing.assert_array_equal(candidate_features(part, ["a", "b"])[1][:, :4], generic[keep][:, :4])
+    assert [part.channel_names(n) for n in range(3)] == [sorted(as_list[n].channels) for n in keep]
+    assert fuse({}, {}, k=5) == [] and fuse(results, {}, k=0) == []
+
+
 def _engine_config() -> dict:
     small = {"min_interactions": 1}
     return {

@@ -10,13 +10,14 @@ recomputing anything (e.g. after a Redis restart).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
 
-from recsys.errors import PipelineError
+from recsys.errors import PipelineError, StoreUnavailable
 from recsys.resilience import CircuitBreaker
 from recsys.steps.common import run_record_path, utc_now, write_json
 from recsys.steps.features import read_features
@@ -48,6 +49,7 @@ def open_online_store(
     *,
     timeout_s: float | None = None,
     breaker: CircuitBreaker | None = None,
+    on_unavailable: Callable[[StoreUnavailable], None] | None = None,
 ) -> OnlineStore:
     """The primary store, backed by a SQLite fallback when one is configured.
 
@@ -58,7 +60,9 @@ def open_online_store(
     if timeout_s is not None and url.startswith(("redis://", "rediss://")):
         options = {"connect_timeout_s": timeout_s, "socket_timeout_s": timeout_s, "retries": 0}
     primary = open_store(url, **options)
-    return FallbackStore(primary, open_store(fallback_url), breaker) if fallback_url else primary
+    if not fallback_url:
+        return primary
+    return FallbackStore(primary, open_store(fallback_url), breaker, on_unavailable)
 
 
 HISTORY_CHANNEL = "history"

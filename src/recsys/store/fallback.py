@@ -26,10 +26,16 @@ class FallbackStore(OnlineStore):
     name = "fallback"
 
     def __init__(
-        self, primary: OnlineStore, fallback: OnlineStore, breaker: CircuitBreaker | None = None
+        self,
+        primary: OnlineStore,
+        fallback: OnlineStore,
+        breaker: CircuitBreaker | None = None,
+        on_unavailable: Callable[[StoreUnavailable], None] | None = None,
     ) -> None:
+        """``on_unavailable`` hears of every primary failure that sent a read to the fallback."""
         self.primary = primary
         self.fallback = fallback
+        self.on_unavailable = on_unavailable
         self.breaker = breaker or CircuitBreaker(primary.name, failure_threshold=3, reset_timeout_s=2.0)
         self._degraded = False
 
@@ -40,6 +46,8 @@ class FallbackStore(OnlineStore):
             result = call(self.primary)
         except StoreUnavailable as e:
             self.breaker.record_failure()
+            if self.on_unavailable is not None:
+                self.on_unavailable(e)
             if not self._degraded:  # log transitions, not every request of an outage
                 log.warning(
                     "store: %s unavailable, reading from %s: %s", self.primary.name, self.fallback.name, e

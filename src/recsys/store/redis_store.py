@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from recsys.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
+from recsys.errors import ConfigError, InvalidInput, StoreError, StoreTimeout, StoreUnavailable
 from recsys.store.base import (
     Lookup,
     OnlineStore,
@@ -101,7 +101,9 @@ class RedisStore(OnlineStore):
     def _guard(self, what: str) -> Iterator[None]:
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except redis.TimeoutError as e:
+            raise StoreTimeout(f"store: redis {self.safe_url} did not answer in time ({what}): {e}") from e
+        except redis.ConnectionError as e:
             raise StoreUnavailable(f"store: redis {self.safe_url} is unreachable ({what}): {e}") from e
         except redis.RedisError as e:
             raise StoreError(f"store: redis {self.safe_url} failed ({what}): {e}") from e
