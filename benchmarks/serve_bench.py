@@ -125,10 +125,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / ticks
 
 
-def pids(serve_pid: int, store: str) -> dict[str, int]:
-    """The servers (children of ``recsys serve``) and the Redis behind ``store``."""
+def pids(serve_pid: int, store: str) -> dict[str, list[int]]:
+    """The servers (children of ``recsys serve``, with the transformer's worker processes) and the
+    Redis behind ``store``."""
     hostport = re.sub(r"^rediss?://([^/]+).*$", r"\1", store)
-    found = {"serve": serve_pid}
+    procs: dict[int, tuple[int, str]] = {}
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
@@ -137,12 +138,15 @@ def pids(serve_pid: int, store: str) -> dict[str, int]:
             ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
+        procs[int(p.name)] = (ppid, cmd)
+    found: dict[str, list[int]] = {"serve": [serve_pid]}
+    for pid, (ppid, cmd) in procs.items():
         if ppid == serve_pid and "inference.transformer_main" in cmd:
-            found["transformer"] = int(p.name)
+            found["transformer"] = [pid] + [c for c, (pp, _) in procs.items() if pp == pid]
         elif ppid == serve_pid and "inference.predictor_main" in cmd:
-            found["predictor"] = int(p.name)
+            found["predictor"] = [pid]
         elif "redis-server" in cmd and hostport in cmd:
-            found["redis"] = int(p.name)
+            found["redis"] = [pid]
     return found
 
 
@@ -176,7 +180,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     serve = subprocess.Popen(
         [*RECSYS, "serve", "--poll-seconds", "0", "--store", args.store, "--http-port", str(args.port),
          "--grpc-port", str(args.port + 1), "--predictor-http-port", str(args.port + 2),
-         "--predictor-grpc-port", str(args.port + 3)],  # fmt: skip
+         "--predictor-grpc-port", str(args.port + 3),
+         "--transformer-workers", str(args.workers)],  # fmt: skip
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"127.0.0.1:{args.port}"
@@ -192,13 +197,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         subprocess.run([wrk, "-t1", "-c2", "-d5s", "-s", str(work / "mix.lua"), target], capture_output=True)
         procs = pids(serve.pid, args.store)
         before_metrics = metrics_text(url)
-        before_cpu = {name: cpu_seconds(pid) for name, pid in procs.items()}
+        before_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
         out = subprocess.run(
             [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s",
              "-s", str(work / "mix.lua"), target],  # fmt: skip
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
-        after_cpu = {name: cpu_seconds(pid) for name, pid in procs.items()}
+        after_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
         after_metrics = metrics_text(url)
     finally:
         serve.send_signal(signal.SIGTERM)
@@ -224,6 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "degraded": {k: v for k, v in levels.items() if v},
         "mix": mix,
         "connections": args.connections,
+        "transformer_workers": args.workers,
         "wrk_threads": args.threads,
         "stage_mean_ms": stage_means(before_metrics, after_metrics),
         "cpu_ms_per_request": {
@@ -253,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1, help="transformer worker processes")
     parser.add_argument("--mix-size", type=int, default=5000)
     parser.add_argument("--port", type=int, default=18080, help="transformer port; +1..+3 for the others")
     parser.add_argument("--json", type=Path, help="also write the result here")

@@ -157,8 +157,8 @@ class Chain:
         # two pools: a recall job waits for its channels, so they must not queue behind it
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-chain")
         self.recall_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-recall")
-        metrics.POOL_QUEUE.labels(pool="chain").set_function(self.pool._work_queue.qsize)
-        metrics.POOL_QUEUE.labels(pool="recall").set_function(self.recall_pool._work_queue.qsize)
+        self.chain_queue = metrics.POOL_QUEUE.labels(pool="chain")
+        self.recall_queue = metrics.POOL_QUEUE.labels(pool="recall")
         self.timeouts = timeouts
         self.candidates, self.category_cap = candidates, category_cap
         self.fallback_name = store.fallback.name if isinstance(store, FallbackStore) else None
@@ -204,6 +204,7 @@ class Chain:
     ) -> Result:
         # the job reports into its own list: after a deadline its late findings are dropped
         found: list[tuple[int, str]] = []
+        self.chain_queue.set(self.pool._work_queue.qsize())  # what this request waits behind
         prepared = await asyncio.get_running_loop().run_in_executor(
             self.pool, self._prepare, b, req, variant, found
         )
@@ -297,6 +298,7 @@ class Chain:
         engine = b.recall
         exclude = engine.exclusion.exclude_for(user_id, ctx.exclude)
         ctx = replace(ctx, exclude=exclude)
+        self.recall_queue.set(self.recall_pool._work_queue.qsize())
         futures = {
             self.recall_pool.submit(self._channel, c, user_id, ctx, engine.k[c.name]): c
             for c in engine.channels

@@ -24,13 +24,15 @@ log = logging.getLogger("kserve.recsys.exposures")
 _STOP = object()
 
 
-def exposure_path(directory: Path, when: datetime) -> Path:
-    return directory / f"exposures-{when.strftime('%Y-%m-%d')}.jsonl"
+def exposure_path(directory: Path, when: datetime, suffix: str = "") -> Path:
+    return directory / f"exposures-{when.strftime('%Y-%m-%d')}{suffix}.jsonl"
 
 
 class ExposureLog:
-    def __init__(self, directory: Path, max_queue: int = 10_000) -> None:
+    def __init__(self, directory: Path, max_queue: int = 10_000, suffix: str = "") -> None:
+        """``suffix``: a writer of its own per process (``-<pid>``), so that lines never interleave."""
         self.directory = Path(directory)
+        self.suffix = suffix
         self.directory.mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._file: IO[bytes] | None = None
@@ -61,7 +63,7 @@ class ExposureLog:
     def _write(self, record: dict[str, Any]) -> None:
         ts = record.get("ts")
         when = datetime.fromisoformat(ts) if isinstance(ts, str) else datetime.now(UTC)
-        path = exposure_path(self.directory, when)
+        path = exposure_path(self.directory, when, self.suffix)
         if path != self._path:  # first record, or the date rolled over
             if self._file is not None:
                 self._file.close()

@@ -22,12 +22,12 @@ def set_request_logs(enabled: bool) -> None:
 
 
 def model_server(args: argparse.Namespace) -> kserve.ModelServer:
-    """One worker: a reload swaps the model inside the process (scale out with replicas). Built
-    before the model loads: its constructor configures the logging the load reports through."""
+    """Built before the model loads: its constructor configures the logging the load reports
+    through. ``--workers`` is KServe's: REST served by that many processes sharing the port."""
     server = kserve.ModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
-        workers=1,
+        workers=args.workers,
         max_threads=args.max_threads,
         max_asyncio_workers=args.max_asyncio_workers,
         enable_grpc=args.enable_grpc,

@@ -123,6 +123,13 @@ class RecommenderModel(kserve.Model):
         seconds = poll_seconds if bundle_source is not None else 0.0
         self._poller = ReloadPoller(name, seconds, lambda: self.reload_sync(only_if_changed=True))
         self.ready = True
+        self.rebuild: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """Pickled (into a KServe worker process) as the recipe that builds it there."""
+        if self.rebuild is None:
+            raise TypeError(f"model {self.name}: no rebuild recipe, it cannot move to another process")
+        return self.rebuild
 
     def load(self) -> bool:
         self.ready = True

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import kserve
 import kserve.model_server
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from inference import transformer_metrics as metrics
 from inference.chain import Bundle, Chain, Timeouts
@@ -26,7 +29,7 @@ from inference.exposure_log import ExposureLog
 from inference.model_source import ModelSource
 from inference.predictor import ReloadingRepositoryExtension, recsys_error_handler
 from inference.ranker_client import RankerClient
-from inference.server import model_server
+from inference.server import model_server, set_request_logs
 from inference.shadow import ShadowMirror
 from inference.transformer import RecommenderModel, add_rest_route
 from recsys.errors import ConfigError, RecsysError
@@ -37,6 +40,7 @@ from recsys.steps.sync import open_online_store
 
 HTTP_PORT, GRPC_PORT = 8080, 8081
 ENV_PREFIX = "RECSYS_TRANSFORMER_"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -169,9 +173,14 @@ def _bundle_source(args: argparse.Namespace, settings: Settings) -> Callable[[],
     return lambda: resolve_bundle(settings, source.fingerprint().split(":", 1)[0])
 
 
-def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServer]:
-    if args.workers != 1:
-        raise ConfigError(f"--workers: the transformer runs 1 worker, got {args.workers}")
+def check_args(args: argparse.Namespace) -> None:
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        raise ConfigError(
+            f"--workers {args.workers}: set {MULTIPROC_ENV} to an empty writable directory, so that "
+            "/metrics adds up the workers' metrics (recsys serve does this)"
+        )
     positive = ("channel_timeout_ms", "predictor_timeout_ms", "store_timeout_ms", "request_timeout_ms",
                 "chain_threads", "candidates", "category_cap", "shadow_max_in_flight")  # fmt: skip
     for name in positive:
@@ -181,12 +190,17 @@ def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServe
         raise ConfigError(f"--item_cache_size: must be >= 0, got {args.item_cache_size}")
     if not 0 <= args.shadow_sample_rate <= 1 or args.poll_seconds < 0:
         raise ConfigError("--shadow_sample_rate must be in [0, 1] and --poll_seconds >= 0")
+
+
+def build_model(args: argparse.Namespace, *, worker: bool = False) -> RecommenderModel:
+    """The transformer model and everything it serves with (store, chain, predictor clients,
+    exposure log). ``worker``: one of several worker processes, which logs exposures to a file
+    of its own (``exposures-<date>-<pid>.jsonl``; the pipeline reads all of them)."""
     settings = load_settings(data_dir=args.data_dir, online_store=args.store_url)
     bundle_source = _bundle_source(args, settings)
     bundle_dir = bundle_source()
     experiments_path = Path(args.experiments) if args.experiments else config_dir() / "experiments.yaml"
     experiments = Experiments.load(experiments_path) if experiments_path.exists() else Experiments.single()
-    server = model_server(args)
     fallback = args.store_fallback_url or settings.online_store_fallback_url
     store_breaker = _breaker("store", failure_threshold=3)
     # Redis gets half the store budget, so that a timeout still leaves time for the fallback
@@ -216,13 +230,49 @@ def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServe
         shadow=shadow,
         cache_items=args.item_cache_size,
     )
-    exposures = ExposureLog(Path(args.exposure_dir) if args.exposure_dir else settings.data_dir / "exposures")
+    directory = Path(args.exposure_dir) if args.exposure_dir else settings.data_dir / "exposures"
+    exposures = ExposureLog(directory, suffix=f"-{os.getpid()}" if worker else "")
     atexit.register(exposures.close)  # the model's stop() closes it too; a second close is a no-op
     model = RecommenderModel(args.model_name, chain, experiments, exposures, bundle_source, args.poll_seconds)
-    server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
-    app = kserve.model_server.app
+    # KServe's --workers N pickles the registered models into N spawned processes: each one
+    # builds its own model from the same flags instead (pools, connections and files do not travel)
+    model.rebuild = (worker_model, (args,))
+    return model
+
+
+def install_routes(app: FastAPI, model: RecommenderModel) -> None:
     app.add_exception_handler(RecsysError, recsys_error_handler)
     add_rest_route(app, model)
+
+
+def worker_model(args: argparse.Namespace) -> RecommenderModel:
+    """Runs in each worker process while KServe unpickles its server there: this process's own
+    model, its routes on the worker's app, and a /metrics that adds up all the workers."""
+    model = build_model(args, worker=True)
+    app = kserve.model_server.app
+    # KServe configures the worker's logging after this (which turns request logs back on)
+    app.router.on_startup.append(lambda: set_request_logs(args.request_logs))
+    install_routes(app, model)
+    app.add_api_route("/metrics", multiprocess_metrics, methods=["GET"])  # before KServe's own
+    model.start()
+    return model
+
+
+async def multiprocess_metrics() -> Response:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServer]:
+    """With ``--workers N`` > 1 KServe serves REST from N spawned processes that share the port
+    (each builds its own model: ``worker_model``); gRPC and the repository endpoints stay in this
+    process, with the model built here."""
+    check_args(args)
+    server = model_server(args)
+    model = build_model(args)
+    server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
+    install_routes(kserve.model_server.app, model)
     return model, server
 
 

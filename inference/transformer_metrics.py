@@ -1,6 +1,8 @@
 """Prometheus metrics of the transformer, in the default registry KServe serves on ``/metrics``.
 
-Counters are exported with a ``_total`` suffix (``recommendation_requests_total``, ...).
+Counters are exported with a ``_total`` suffix (``recommendation_requests_total``, ...). With
+``--workers N`` each process writes its values under ``PROMETHEUS_MULTIPROC_DIR`` and /metrics
+adds them up (gauges: queue sizes summed, circuit states per ``pid``).
 """
 
 from __future__ import annotations
@@ -61,8 +63,13 @@ EXPOSED_ITEMS = Counter(
 EXPOSURES_DROPPED = Counter(
     "recommendation_exposures_dropped", "Exposure records dropped because the log queue was full"
 )
+# set at each submission (not read at scrape time): with several workers the scrape may come
+# from any of them, and only values written down add up across processes
 POOL_QUEUE = Gauge(
-    "recommendation_thread_pool_queue_size", "Tasks waiting for a thread, by pool: chain | recall", ["pool"]
+    "recommendation_thread_pool_queue_size",
+    "Tasks waiting for a thread, by pool: chain | recall",
+    ["pool"],
+    multiprocess_mode="livesum",
 )
 # 0 closed | 1 open | 2 half_open; target: the store or predictor behind the breaker
 CIRCUIT_STATE = Gauge("recommendation_circuit_state", "Circuit breaker state", ["target"])

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from serving_helpers import RedisServer, free_port
+import pytest
+from serving_helpers import RedisServer, free_port, metric, wait_ready
 
 
 def serve(data_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -52,3 +62,96 @@ def test_serve_port_in_use_names_the_flag(served_data: Path) -> None:
         port = busy.getsockname()[1]
         proc = serve(served_data, "--http-port", str(port), "--once", timeout=60)
     assert proc.returncode == 2 and f"--http-port {port} is in use" in proc.stderr
+
+
+def test_transformer_workers_share_the_port_the_metrics_and_the_exposure_log(
+    served_data: Path, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """``--transformer-workers 2``: KServe's --workers spawns two REST processes, each building
+    its own model. Both answer, /metrics adds both up, and SIGTERM loses no exposure record."""
+    args = ports()
+    url = f"127.0.0.1:{args[1]}"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recsys", "serve", "--data-dir", str(served_data), *args,
+             "--store", private_redis.url, "--poll-seconds", "0", "--transformer-workers", "2"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ},
+        )  # fmt: skip
+    run_id = uuid.uuid4().hex[:8]
+    sent: list[str] = []
+    try:
+        wait_ready(proc, url, log, timeout=180)
+        before = _answered(url)
+        # the kernel hands each new connection to whichever worker accepts first: open batches of
+        # connections at once (as a load balancer or wrk does) until both workers have answered
+        for batch in range(10):
+            ids = [f"{run_id}-{batch}-{n}" for n in range(32)]
+            assert _batch(url, ids) == [0] * len(ids)
+            sent += ids
+            time.sleep(0.5)  # the exposure writers flush when their queue runs empty
+            if len(_exposed(served_data, run_id)) == 2:
+                break
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            _ask(http.client.HTTPConnection(url, timeout=30), "bad", k=0)
+        assert bad.value.code == 400
+        assert _answered(url) - before == len(sent)  # both workers' counts, whichever one answers
+        assert metric(url, "recommendation_requests_total", status="invalid_input", variant="") >= 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    written = _exposed(served_data, run_id)
+    assert len(written) == 2, f"one worker answered all {len(sent)} requests: {sorted(written)}"
+    assert all(re.fullmatch(r"exposures-\d{4}-\d\d-\d\d-\d+\.jsonl", name) for name in written)
+    assert sorted(i for ids in written.values() for i in ids) == sorted(sent)  # each once
+
+
+def _exposed(data_dir: Path, run_id: str) -> dict[str, list[str]]:
+    """Exposure file -> the request ids of this run it holds."""
+    out: dict[str, list[str]] = {}
+    for path in (data_dir / "exposures").glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            request_id = json.loads(line)["request_id"]
+            if request_id.startswith(run_id):
+                out.setdefault(path.name, []).append(request_id)
+    return out
+
+
+def _answered(url: str) -> float:
+    """recommendation_requests_total{status="ok"} summed over the variants."""
+    body = urllib.request.urlopen(f"http://{url}/metrics", timeout=10).read().decode()
+    found = re.findall(r'^recommendation_requests_total\{status="ok",[^}]*\} (\S+)$', body, re.M)
+    return sum(map(float, found))
+
+
+def _batch(url: str, ids: list[str], connections: int = 16) -> list[int]:
+    """``ids`` sent over ``connections`` keep-alive connections, all opened before any request."""
+    conns = [http.client.HTTPConnection(url, timeout=30) for _ in range(connections)]
+    for conn in conns:
+        conn.connect()
+    try:
+        with ThreadPoolExecutor(connections) as pool:
+            chunks = pool.map(lambda n: [_ask(conns[n], i) for i in ids[n::connections]], range(connections))
+            levels = list(chunks)
+    finally:
+        for conn in conns:
+            conn.close()
+    return [level for n in range(len(ids)) for level in [levels[n % connections][n // connections]]]
+
+
+def _ask(conn: http.client.HTTPConnection, request_id: str, k: int = 5) -> int:
+    """One v2 JSON request; its degrade level (HTTPError on a 4xx/5xx)."""
+    body = {
+        "id": request_id,
+        "inputs": [
+            {"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["u000001"]},
+            {"name": "k", "shape": [1], "datatype": "INT32", "data": [k]},
+        ],
+    }
+    conn.request("POST", "/v2/models/recsys/infer", json.dumps(body), {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    payload = resp.read()
+    if resp.status != 200:
+        raise urllib.error.HTTPError(conn.host, resp.status, payload.decode(), resp.headers, None)
+    answer = json.loads(payload)
+    return int(next(o for o in answer["outputs"] if o["name"] == "degrade_level")["data"][0])

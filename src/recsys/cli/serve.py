@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,6 +39,7 @@ class Server:
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -77,7 +79,7 @@ def _start(server: Server, data_dir: Path, log_dir: Path) -> None:
         # own process group: Ctrl-C reaches this command, which stops the servers in order
         server.proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "RECSYS_DATA_DIR": str(data_dir)},
+            env={**os.environ, "RECSYS_DATA_DIR": str(data_dir), **server.env},
         )  # fmt: skip
 
 
@@ -174,6 +176,9 @@ def serve(
         float, typer.Option(min=0, help="Follow the champion every N s; 0 = off.")
     ] = 10.0,
     ready_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for both servers.")] = 180.0,
+    transformer_workers: Annotated[
+        int, typer.Option(min=1, help="Transformer processes sharing its port (KServe --workers).")
+    ] = 1,
 ) -> None:
     """Start predictor and transformer on the champion, wait until ready, print how to call them."""
     from recsys.steps.sync import latest_bundle
@@ -211,6 +216,13 @@ def serve(
     transformer = Server("transformer", "inference.transformer_main", http_port, grpc_port, t_args)
     log_dir = data / "logs" / "serve"
     log_dir.mkdir(parents=True, exist_ok=True)
+    if transformer_workers > 1:
+        # the workers' metrics files: /metrics adds them up; stale ones would be added too
+        metrics_dir = log_dir / "transformer-metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+        transformer.args += ["--workers", str(transformer_workers)]
+        transformer.env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     order = [transformer, *servers]  # stop order
     stopping = False
 
