@@ -142,7 +142,7 @@ class Chain:
         store: OnlineStore,
         rankers: dict[str, RankerClient],
         *,
-        threads: int = 8,
+        threads: int = 2,
         timeouts: Timeouts = Timeouts(),
         candidates: int = 300,
         category_cap: int = 3,

@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--chain_threads",
         type=int,
-        default=int(_env("CHAIN_THREADS", "4") or 4),
+        default=int(_env("CHAIN_THREADS", "2") or 2),
         help="threads of each pool (chain stages; recall channels); more only add GIL contention",
     )
     add("--candidates", type=int, default=int(_env("CANDIDATES", "300") or 300))

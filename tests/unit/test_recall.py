@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import ConfigError, InvalidInput, RecsysError
 from recsys.recall import (
     CHANNELS,
     RecallContext,
@@ -36,6 +36,7 @@ from recsys.recall.cf import ItemCF, UserCF
 from recsys.recall.content import Content, Tag
 from recsys.recall.ease import Ease
 from recsys.recall.embedding import Embedding, EmbeddingParams, IndexDimensionMismatch
+from recsys.recall.lists import RankedLists, top_k
 from recsys.recall.popularity import Industry, Popular, PriceBand
 
 AS_OF = datetime(2026, 3, 10)
@@ -382,6 +383,18 @@ def test_fused_candidates_read_like_the_list_they_stand_for() -> None:
     np.testing.assert_array_equal(candidate_features(part, ["a", "b"])[1][:, :4], generic[keep][:, :4])
     assert [part.channel_names(n) for n in range(3)] == [sorted(as_list[n].channels) for n in keep]
     assert fuse({}, {}, k=5) == [] and fuse(results, {}, k=0) == []
+
+
+def test_top_k_breaks_ties_by_id_with_or_without_vocabulary_indices() -> None:
+    vocab = np.array(sorted(["b", "a10", "a9", "c", "d", "e"]), dtype=object)
+    idx = np.array([0, 1, 2, 3, 4, 5])
+    scores = np.array([2.0, 2.0, 2.0, 1.0, 0.5, 2.0])  # a10 a9 b e tie; "a10" < "a9" as strings
+    by_text = top_k(vocab[idx], scores, 3, {"b"})
+    assert by_text == [("a10", 2.0), ("a9", 2.0), ("e", 2.0)]
+    assert top_k(vocab[idx], scores, 3, {"b"}, id_order=idx) == by_text
+    assert top_k(vocab[idx], scores, 1, set(), id_order=idx) == [("a10", 2.0)]  # the cut keeps ties
+    with pytest.raises(InvalidInput, match="sorted"):
+        RankedLists.from_entries(np.array(["b", "a"], dtype=object), ["k"], [0], [0], [1.0])
 
 
 def _engine_config() -> dict:

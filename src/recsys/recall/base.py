@@ -199,4 +199,4 @@ class NeighbourChannel(RecallChannel):
             idx, sc = self.lists.get(item)
             parts.append((idx, sc.astype(np.float64) * w))
         idx, score = accumulate(parts)
-        return top_k(self.lists.vocab[idx], score, k, ctx.exclude)
+        return top_k(self.lists.vocab[idx], score, k, ctx.exclude, id_order=idx)

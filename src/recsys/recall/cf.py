@@ -94,4 +94,4 @@ class UserCF(RecallChannel):
 
     def _recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList:
         idx, scores = self.lists.get(user_id)
-        return top_k(self.lists.vocab[idx], scores, k, ctx.exclude)
+        return top_k(self.lists.vocab[idx], scores, k, ctx.exclude, id_order=idx)

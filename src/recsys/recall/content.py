@@ -131,7 +131,7 @@ class Tag(RecallChannel):
             idx, sc = self.lists.get(tag)
             parts.append((idx, sc.astype(np.float64) * (c / total)))
         idx, score = accumulate(parts)
-        return top_k(self.lists.vocab[idx], score, k, ctx.exclude)
+        return top_k(self.lists.vocab[idx], score, k, ctx.exclude, id_order=idx)
 
     def _save_arrays(self, directory: Path) -> None:
         items = [i for i, t in self.item_tags.items() for _ in t]

@@ -60,6 +60,9 @@ class RankedLists:
 
         ``vocab`` must be sorted so that an index order is the item-id order.
         """
+        vocab = np.asarray(vocab, dtype=object)
+        if len(vocab) > 1 and not (vocab[:-1] < vocab[1:]).all():
+            raise InvalidInput("recall: a list vocabulary must hold sorted, distinct item ids")
         rows, items = np.asarray(rows, np.int64), np.asarray(items, np.int64)
         scores = np.asarray(scores, np.float32)
         order = np.lexsort((items, -scores, rows))
@@ -70,7 +73,7 @@ class RankedLists:
             rows, items, scores = rows[keep], items[keep], scores[keep]
         counts = np.bincount(rows, minlength=len(keys)) if len(keys) else np.zeros(0, np.int64)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(np.asarray(vocab, dtype=object), list(keys), indptr, items, scores)
+        return cls(vocab, list(keys), indptr, items, scores)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -127,8 +130,14 @@ def accumulate(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
     return uniq, np.bincount(inv, weights=sc, minlength=len(uniq))
 
 
-def top_k(ids: np.ndarray, scores: np.ndarray, k: int, exclude: set[str]) -> RecallList:
-    """The ``k`` best (id, score) by descending score then id, skipping ``exclude``."""
+def top_k(
+    ids: np.ndarray, scores: np.ndarray, k: int, exclude: set[str], id_order: np.ndarray | None = None
+) -> RecallList:
+    """The ``k`` best (id, score) by descending score then id, skipping ``exclude``.
+
+    ``id_order``: integers in the same order as ``ids`` (the indices into a sorted vocabulary
+    that ``ids`` were taken from), which break ties without comparing strings.
+    """
     if k <= 0 or len(ids) == 0:
         return []
     ids = np.asarray(ids, dtype=object)
@@ -139,7 +148,8 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int, exclude: set[str]) -> Rec
         cut = np.partition(scores, len(scores) - want)[len(scores) - want]
         keep = scores >= cut
         ids, scores = ids[keep], scores[keep]
-    order = np.lexsort((ids.astype(str), -scores))
+        id_order = None if id_order is None else np.asarray(id_order)[keep]
+    order = np.lexsort((ids.astype(str) if id_order is None else id_order, -scores))
     # whole-array tolist() then plain Python: per-element numpy indexing is several times slower
     ranked = zip(ids[order].tolist(), scores[order].tolist(), strict=True)
     if not exclude:

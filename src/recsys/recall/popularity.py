@@ -87,7 +87,7 @@ class GroupPopularity(RecallChannel):
             idx, sc = self.lists.get(self.key_prefix + group)
             parts.append((idx, sc.astype(np.float64) * w))
         idx, score = accumulate(parts)
-        return top_k(self.lists.vocab[idx], score, k, ctx.exclude)
+        return top_k(self.lists.vocab[idx], score, k, ctx.exclude, id_order=idx)
 
     def _save_arrays(self, directory: Path) -> None:
         save_map(directory / "item_group.parquet", self.item_group, "group")
@@ -162,7 +162,7 @@ class Popular(GroupPopularity):
         shares = np.array([share.get(g, 0.0) for g in names] + [0.0])
         factor = 1.0 + boost * shares[codes[idx]]
         scores = np.fromiter(pops.values(), np.float64, len(pops)) * factor
-        return top_k(self.lists.vocab[idx], scores, k, ctx.exclude)
+        return top_k(self.lists.vocab[idx], scores, k, ctx.exclude, id_order=idx)
 
     def _vocab_groups(self) -> tuple[np.ndarray, list[str]]:
         """Each list-vocabulary item's group code, and the group names; built on first use."""
