@@ -119,8 +119,12 @@ def samples(text: str, name: str) -> dict[str, float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its (waited-for and live) children."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU of a process and its waited-for children (0 once it is gone: a
+    short-lived helper process the scan caught)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     ticks = os.sysconf("SC_CLK_TCK")
     return sum(int(f) for f in fields[11:15]) / ticks
 
@@ -198,12 +202,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs = pids(serve.pid, args.store)
         before_metrics = metrics_text(url)
         before_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
+        before_each = {pid: cpu_seconds(pid) for pid in procs.get("transformer", [])}
         out = subprocess.run(
             [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s",
              "-s", str(work / "mix.lua"), target],  # fmt: skip
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         after_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
+        used = {pid: cpu_seconds(pid) - before for pid, before in before_each.items()}
         after_metrics = metrics_text(url)
     finally:
         serve.send_signal(signal.SIGTERM)
@@ -232,6 +238,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "transformer_workers": args.workers,
         "wrk_threads": args.threads,
         "stage_mean_ms": stage_means(before_metrics, after_metrics),
+        # wrk's connections are spread over the workers when they connect, and stay there
+        "transformer_cpu_share": sorted(
+            (round(u / max(sum(used.values()), 1e-9), 2) for u in used.values() if u > 0.05), reverse=True
+        ),
         "cpu_ms_per_request": {
             name: round(1000 * (after_cpu[name] - before_cpu[name]) / max(requests, 1), 3) for name in procs
         },
@@ -259,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=1, help="transformer worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="transformer worker processes")
     parser.add_argument("--mix-size", type=int, default=5000)
     parser.add_argument("--port", type=int, default=18080, help="transformer port; +1..+3 for the others")
     parser.add_argument("--json", type=Path, help="also write the result here")

@@ -85,7 +85,8 @@ class Bundle:
         self.item_cache: ItemVectorCache | None = None
 
     def bind(self, store: OnlineStore, cache_items: int = 100_000) -> Bundle:
-        """Check that the store holds this bundle's vectors; remember where the category is."""
+        """Check that the store holds this bundle's vectors; remember where the category is; give
+        the bundle an item-vector cache of ``cache_items`` rows (0: none)."""
         items = store.feature_names("item", self.version)
         users = store.feature_names("user", self.version)
         if items != self.item_columns or users != self.user_columns:
@@ -154,7 +155,7 @@ class Chain:
         self.store, self.rankers, self.shadow = store, rankers, shadow
         self.cache_items = cache_items
         self.bundle = self.bind(bundle)
-        # two pools: a recall job waits for its channels, so they must not queue behind it
+        # two pools: a chain job waits for its channels, so they must not queue behind it
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-chain")
         self.recall_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-recall")
         self.chain_queue = metrics.POOL_QUEUE.labels(pool="chain")
