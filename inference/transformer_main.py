@@ -248,6 +248,7 @@ def install_routes(app: FastAPI, model: RecommenderModel) -> None:
 def worker_model(args: argparse.Namespace) -> RecommenderModel:
     """Runs in each worker process while KServe unpickles its server there: this process's own
     model, its routes on the worker's app, and a /metrics that adds up all the workers."""
+    set_request_logs(args.request_logs)  # before KServe builds this worker's app and middleware
     model = build_model(args, worker=True)
     app = kserve.model_server.app
     # KServe configures the worker's logging after this (which turns request logs back on)
