@@ -48,13 +48,22 @@ def measure(store: OnlineStore, requests: list[tuple[str, list[str]]], warmup: i
             raise SystemExit(f"{store.name}: lookup lost items; the benchmark is broken")
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
     return {
-        "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99),
-        "max_ms": float(latencies.max()), "mean_ms": float(latencies.mean()),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "max_ms": float(latencies.max()),
+        "mean_ms": float(latencies.mean()),
     }
 
 
-def run_backend(name: str, url: str, options: dict[str, Any], snapshot: StoreSnapshot,
-                requests: list[tuple[str, list[str]]], warmup: int) -> dict[str, Any]:
+def run_backend(
+    name: str,
+    url: str,
+    options: dict[str, Any],
+    snapshot: StoreSnapshot,
+    requests: list[tuple[str, list[str]]],
+    warmup: int,
+) -> dict[str, Any]:
     store = open_store(url, **options)
     try:
         started = time.perf_counter()
@@ -115,8 +124,10 @@ def main() -> None:
         if "error" in r:
             print(f"{r['backend']:<8} {r['error']}")
             continue
-        print(f"{r['backend']:<8} {r['p50_ms']:>8.3f} {r['p95_ms']:>8.3f} {r['p99_ms']:>8.3f} "
-              f"{r['max_ms']:>8.3f} {r['publish_s']:>10.2f}")
+        print(
+            f"{r['backend']:<8} {r['p50_ms']:>8.3f} {r['p95_ms']:>8.3f} {r['p99_ms']:>8.3f} "
+            f"{r['max_ms']:>8.3f} {r['publish_s']:>10.2f}"
+        )
 
 
 if __name__ == "__main__":
