@@ -267,8 +267,8 @@ async def multiprocess_metrics() -> Response:
 
 def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServer]:
     """With ``--workers N`` > 1 KServe serves REST from N spawned processes that share the port
-    (each builds its own model: ``worker_model``); gRPC and the repository endpoints stay in this
-    process, with the model built here."""
+    (each builds its own model: ``worker_model``; a repository load reloads the worker that
+    receives it); gRPC stays in this process, with the model built here."""
     check_args(args)
     server = model_server(args)
     model = build_model(args)
