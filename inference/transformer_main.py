@@ -22,6 +22,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from inference import accept_balance
 from inference import transformer_metrics as metrics
 from inference.chain import Bundle, Chain, Timeouts
 from inference.experiments import Experiments
@@ -137,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="items per category in top k",
     )
     add(
+        "--balanced_accept",
+        choices=("on", "off"),
+        default=_env("BALANCED_ACCEPT", "on") or "on",
+        help="with --workers > 1, workers take new connections in turn (off: whichever worker "
+        "wakes first accepts, as KServe does)",
+    )
+    add(
         "--request_logs",
         action="store_true",
         default=_env("REQUEST_LOGS", "") in ("1", "true"),
@@ -249,6 +257,8 @@ def worker_model(args: argparse.Namespace) -> RecommenderModel:
     """Runs in each worker process while KServe unpickles its server there: this process's own
     model, its routes on the worker's app, and a /metrics that adds up all the workers."""
     set_request_logs(args.request_logs)  # before KServe builds this worker's app and middleware
+    if args.balanced_accept == "on":
+        accept_balance.install(metrics.WORKER_CONNECTIONS.set)  # before uvicorn makes its loop
     model = build_model(args, worker=True)
     app = kserve.model_server.app
     # KServe configures the worker's logging after this (which turns request logs back on)

@@ -71,6 +71,12 @@ POOL_QUEUE = Gauge(
     ["pool"],
     multiprocess_mode="livesum",
 )
+# one series per worker process (label pid): shows whether the workers share the load evenly
+WORKER_CONNECTIONS = Gauge(
+    "recommendation_worker_connections",
+    "Open client connections of one transformer worker process (--workers > 1)",
+    multiprocess_mode="liveall",
+)
 # 0 closed | 1 open | 2 half_open; target: the store or predictor behind the breaker
 CIRCUIT_STATE = Gauge("recommendation_circuit_state", "Circuit breaker state", ["target"])
 CIRCUIT_OPENED = Counter("recommendation_circuit_opened", "Times a circuit breaker opened", ["target"])

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def test_transformer_workers_share_the_port_the_metrics_and_the_exposure_log(
     served_data: Path, private_redis: RedisServer, tmp_path: Path
 ) -> None:
     """``--transformer-workers 2``: KServe's --workers spawns two REST processes, each building
-    its own model. Both answer, /metrics adds both up, and SIGTERM loses no exposure record."""
+    its own model. Connections opened at once split evenly over them (balanced accept), both
+    answer, /metrics adds both up, and SIGTERM loses no exposure record."""
     args = ports()
     url = f"127.0.0.1:{args[1]}"
     log = tmp_path / "serve.log"
@@ -79,19 +81,20 @@ def test_transformer_workers_share_the_port_the_metrics_and_the_exposure_log(
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ},
         )  # fmt: skip
     run_id = uuid.uuid4().hex[:8]
-    sent: list[str] = []
+    sent = [f"{run_id}-{n}" for n in range(32)]
     try:
         wait_ready(proc, url, log, timeout=180)
         before = _answered(url)
-        # the kernel hands each new connection to whichever worker accepts first: open batches of
-        # connections at once (as a load balancer or wrk does) until both workers have answered
-        for batch in range(10):
-            ids = [f"{run_id}-{batch}-{n}" for n in range(32)]
-            assert _batch(url, ids) == [0] * len(ids)
-            sent += ids
-            time.sleep(0.5)  # the exposure writers flush when their queue runs empty
-            if len(_exposed(served_data, run_id)) == 2:
-                break
+        time.sleep(0.3)  # the probes' connections are closed on the server side too
+        # 16 keep-alive connections opened at once, as a load balancer or wrk does: left to the
+        # kernel, one worker would take most of them; 2 requests each
+        open_during: list[list[float]] = []
+        levels = _batch(url, sent, while_open=lambda: open_during.append(_worker_connections(url)))
+        assert levels == [0] * len(sent)
+        # the 16 and the /metrics connection itself, 8 and 9 (or 8 and 8 plus a probe's late close)
+        assert len(open_during[0]) == 2 and max(open_during[0]) - min(open_during[0]) <= 1
+        assert sum(open_during[0]) in (17, 18), open_during
+        time.sleep(0.5)  # the exposure writers flush when their queue runs empty
         with pytest.raises(urllib.error.HTTPError) as bad:
             _ask(http.client.HTTPConnection(url, timeout=30), "bad", k=0)
         assert bad.value.code == 400
@@ -102,6 +105,7 @@ def test_transformer_workers_share_the_port_the_metrics_and_the_exposure_log(
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     written = _exposed(served_data, run_id)
     assert len(written) == 2, f"one worker answered all {len(sent)} requests: {sorted(written)}"
+    assert abs(len(min(written.values(), key=len)) - len(max(written.values(), key=len))) <= 4  # 8/8 connections (9/7 at worst)
     assert all(re.fullmatch(r"exposures-\d{4}-\d\d-\d\d-\d+\.jsonl", name) for name in written)
     assert sorted(i for ids in written.values() for i in ids) == sorted(sent)  # each once
 
@@ -124,8 +128,19 @@ def _answered(url: str) -> float:
     return sum(map(float, found))
 
 
-def _batch(url: str, ids: list[str], connections: int = 16) -> list[int]:
-    """``ids`` sent over ``connections`` keep-alive connections, all opened before any request."""
+def _worker_connections(url: str) -> list[float]:
+    """recommendation_worker_connections of each live worker (one series per pid; the parent,
+    which serves gRPC only, reports 0 and is left out)."""
+    body = urllib.request.urlopen(f"http://{url}/metrics", timeout=10).read().decode()
+    series = re.findall(r'^recommendation_worker_connections\{pid="\d+"\} (\S+)$', body, re.M)
+    return [float(v) for v in series if float(v) > 0]
+
+
+def _batch(
+    url: str, ids: list[str], connections: int = 16, while_open: Callable[[], object] | None = None
+) -> list[int]:
+    """``ids`` sent over ``connections`` keep-alive connections, all opened before any request;
+    ``while_open`` is called once all have answered, before they close."""
     conns = [http.client.HTTPConnection(url, timeout=30) for _ in range(connections)]
     for conn in conns:
         conn.connect()
@@ -133,6 +148,8 @@ def _batch(url: str, ids: list[str], connections: int = 16) -> list[int]:
         with ThreadPoolExecutor(connections) as pool:
             chunks = pool.map(lambda n: [_ask(conns[n], i) for i in ids[n::connections]], range(connections))
             levels = list(chunks)
+        if while_open is not None:
+            while_open()
     finally:
         for conn in conns:
             conn.close()

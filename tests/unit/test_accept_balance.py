@@ -1,0 +1,42 @@
+"""The ledger behind balanced accept: whose turn it is, and dead workers do not block the port.
+(The split itself is tested end to end with two real workers in test_serve_cli.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from inference.accept_balance import SLOT, ConnectionLedger
+
+
+def _peer(ledger: ConnectionLedger, slot: int, pid: int, count: int) -> None:
+    SLOT.pack_into(ledger._map, slot * SLOT.size, pid, count)
+
+
+def test_a_worker_waits_while_a_live_peer_holds_fewer_connections(tmp_path: Path) -> None:
+    ledger = ConnectionLedger(tmp_path / "ledger")
+    peer = os.getppid()  # alive for the whole test
+    _peer(ledger, ledger.slot + 1, peer, 0)
+    assert ledger.my_turn()  # 0 and 0
+    ledger.add(1)
+    assert not ledger.my_turn()  # 1 against 0: the peer's turn
+    _peer(ledger, ledger.slot + 1, peer, 1)
+    assert ledger.my_turn()
+    ledger.add(-1)
+    ledger.add(-1)  # never below 0
+    assert ledger.counts() == {ledger.slot: 0, ledger.slot + 1: 1}
+    ledger.close()
+    assert ConnectionLedger(tmp_path / "ledger").slot == ledger.slot  # a closed worker's slot is free
+
+
+def test_a_dead_workers_slot_is_released_instead_of_blocking_the_others(tmp_path: Path) -> None:
+    ledger = ConnectionLedger(tmp_path / "ledger")
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    _peer(ledger, ledger.slot + 1, int(gone.stdout), 0)
+    ledger.add(3)
+    assert ledger.my_turn()
+    assert ledger.counts() == {ledger.slot: 3}
