@@ -62,6 +62,7 @@ class ConnectionLedger:
             os.close(fd)
             raise
         self._fd = fd
+        self._closed = False
         self.slot = self._claim(os.getpid())
 
     def _claim(self, pid: int) -> int:
@@ -83,12 +84,16 @@ class ConnectionLedger:
         return out
 
     def add(self, delta: int) -> None:
+        if self._closed:  # connections closed after the worker stopped accepting
+            return
         with _locked(self._fd):
             pid, count = SLOT.unpack_from(self._map, self.slot * SLOT.size)
             SLOT.pack_into(self._map, self.slot * SLOT.size, pid, max(0, count + delta))
 
     def my_turn(self) -> bool:
         """No live worker holds fewer open connections than this one."""
+        if self._closed:
+            return True
         counts = self.counts()
         mine = counts.get(self.slot, 0)
         for i, count in counts.items():
@@ -105,7 +110,13 @@ class ConnectionLedger:
                 SLOT.pack_into(self._map, i * SLOT.size, 0, 0)
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._release(self.slot, os.getpid())
+        self._closed = True
+        with _locked(self._fd):
+            if not self.counts():  # the last worker out removes the file
+                self.path.unlink(missing_ok=True)
         self._map.close()
         os.close(self._fd)
 
@@ -137,17 +148,20 @@ class BalancedAcceptor:
         protocol_factory: Callable[[], asyncio.Protocol],
         sock: socket.socket,
         ssl: Any = None,
-        on_change: Callable[[int], None] | None = None,
+        on_change: Callable[[int, int], None] | None = None,
         backlog: int = 2048,
     ) -> None:
         self._loop, self._factory, self._sock, self._ssl = loop, protocol_factory, sock, ssl
         self._ledger = ConnectionLedger(ledger_path(sock))
-        self._on_change = on_change or (lambda open_now: None)
+        self._on_change = on_change or (lambda port, open_now: None)
+        self._port = sock.getsockname()[1]
         self._open = 0
         self._serving = True
+        self._tasks: set[asyncio.Task[None]] = set()
         # the listening socket's O_NONBLOCK is shared by every worker: all of them block in accept
         sock.setblocking(True)
         sock.listen(backlog)  # what create_server does; uvicorn only binds
+        self._on_change(self._port, 0)  # this worker takes part from now on
         self._thread = threading.Thread(target=self._accept_loop, name="accept", daemon=True)
         self._thread.start()
 
@@ -161,9 +175,12 @@ class BalancedAcceptor:
     def _accept_loop(self) -> None:
         while self._serving:
             waited = 0.0
-            while waited < MAX_WAIT_S and not self._ledger.my_turn():
-                time.sleep(POLL_S)
-                waited += POLL_S
+            try:
+                while waited < MAX_WAIT_S and not self._ledger.my_turn():
+                    time.sleep(POLL_S)
+                    waited += POLL_S
+            except ValueError:  # the ledger was unmapped: this worker is shutting down
+                return
             try:
                 conn, _ = self._sock.accept()
             except OSError:
@@ -184,7 +201,9 @@ class BalancedAcceptor:
     def _serve(self, conn: socket.socket) -> None:
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._loop.create_task(self._connect(conn))
+        task = self._loop.create_task(self._connect(conn))
+        self._tasks.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._tasks.discard)
 
     async def _connect(self, conn: socket.socket) -> None:
         made: list[asyncio.Protocol] = []
@@ -201,14 +220,14 @@ class BalancedAcceptor:
 
         def connection_lost(exc: Exception | None) -> None:
             self._open -= 1
-            self._on_change(self._open)
+            self._on_change(self._port, self._open)
             self._ledger.add(-1)
             lost(exc)
 
         protocol.connection_lost = connection_lost  # type: ignore[method-assign]
         made.append(protocol)
         self._open += 1
-        self._on_change(self._open)
+        self._on_change(self._port, self._open)
         return protocol
 
     def close(self) -> None:
@@ -219,7 +238,7 @@ class BalancedAcceptor:
 
 
 def balanced(
-    loop_class: type[asyncio.AbstractEventLoop], on_change: Callable[[int], None] | None = None
+    loop_class: type[asyncio.AbstractEventLoop], on_change: Callable[[int, int], None] | None = None
 ) -> type:
     """``loop_class`` whose ``create_server(sock=<TCP socket>)`` accepts through a
     BalancedAcceptor; every other use of the loop is unchanged."""
@@ -239,13 +258,13 @@ def balanced(
     return BalancedLoop
 
 
-_on_change: list[Callable[[int], None] | None] = [None]
+_on_change: list[Callable[[int, int], None] | None] = [None]
 
 
-def install(on_change: Callable[[int], None] | None = None) -> None:
+def install(on_change: Callable[[int, int], None] | None = None) -> None:
     """In a worker process, before uvicorn starts serving: uvicorn's loop choices (KServe's
-    ``--event_loop``) build balanced loops. ``on_change(open connections)`` reports this
-    worker's count (a gauge)."""
+    ``--event_loop``) build balanced loops. ``on_change(port, open connections)`` reports
+    this worker's count (a gauge), 0 once it accepts."""
     from uvicorn import config
 
     _on_change[0] = on_change

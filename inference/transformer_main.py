@@ -258,7 +258,7 @@ def worker_model(args: argparse.Namespace) -> RecommenderModel:
     model, its routes on the worker's app, and a /metrics that adds up all the workers."""
     set_request_logs(args.request_logs)  # before KServe builds this worker's app and middleware
     if args.balanced_accept == "on":
-        accept_balance.install(metrics.WORKER_CONNECTIONS.set)  # before uvicorn makes its loop
+        accept_balance.install(metrics.track_worker_connections)  # before uvicorn makes its loop
     model = build_model(args, worker=True)
     app = kserve.model_server.app
     # KServe configures the worker's logging after this (which turns request logs back on)

@@ -71,10 +71,11 @@ POOL_QUEUE = Gauge(
     ["pool"],
     multiprocess_mode="livesum",
 )
-# one series per worker process (label pid): shows whether the workers share the load evenly
+# one series per worker process (label pid) from when it accepts: are the connections spread evenly?
 WORKER_CONNECTIONS = Gauge(
     "recommendation_worker_connections",
-    "Open client connections of one transformer worker process (--workers > 1)",
+    "Open client connections of one transformer worker process on one port (--workers > 1)",
+    ["port"],
     multiprocess_mode="liveall",
 )
 # 0 closed | 1 open | 2 half_open; target: the store or predictor behind the breaker
@@ -100,6 +101,11 @@ SHADOW_LATENCY = Histogram(
 RELOADS = Counter(
     "recommendation_bundle_reloads", "Bundle reloads by result: swapped | unchanged | failed", ["result"]
 )
+
+
+def track_worker_connections(port: int, open_now: int) -> None:
+    """A balanced-accept ``on_change`` hook."""
+    WORKER_CONNECTIONS.labels(port=str(port)).set(open_now)
 
 
 def track_breaker(target: str, state: str) -> None:

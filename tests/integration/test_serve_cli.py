@@ -84,6 +84,10 @@ def test_transformer_workers_share_the_port_the_metrics_and_the_exposure_log(
     sent = [f"{run_id}-{n}" for n in range(32)]
     try:
         wait_ready(proc, url, log, timeout=180)
+        # ready means one worker answers: wait until both accept (each reports its count from then)
+        deadline = time.monotonic() + 60
+        while len(_worker_connections(url, include_idle=True)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
         before = _answered(url)
         time.sleep(0.3)  # the probes' connections are closed on the server side too
         # 16 keep-alive connections opened at once, as a load balancer or wrk does: left to the
@@ -129,12 +133,12 @@ def _answered(url: str) -> float:
     return sum(map(float, found))
 
 
-def _worker_connections(url: str) -> list[float]:
-    """recommendation_worker_connections of each live worker (one series per pid; the parent,
-    which serves gRPC only, reports 0 and is left out)."""
+def _worker_connections(url: str, include_idle: bool = False) -> list[float]:
+    """recommendation_worker_connections of each accepting worker (one series per pid), those
+    with no connection only if ``include_idle``."""
     body = urllib.request.urlopen(f"http://{url}/metrics", timeout=10).read().decode()
-    series = re.findall(r'^recommendation_worker_connections\{pid="\d+"\} (\S+)$', body, re.M)
-    return [float(v) for v in series if float(v) > 0]
+    series = re.findall(r'^recommendation_worker_connections\{pid="\d+",port="\d+"\} (\S+)$', body, re.M)
+    return [float(v) for v in series if include_idle or float(v) > 0]
 
 
 def _batch(

@@ -28,7 +28,10 @@ def test_a_worker_waits_while_a_live_peer_holds_fewer_connections(tmp_path: Path
     ledger.add(-1)  # never below 0
     assert ledger.counts() == {ledger.slot: 0, ledger.slot + 1: 1}
     ledger.close()
-    assert ConnectionLedger(tmp_path / "ledger").slot == ledger.slot  # a closed worker's slot is free
+    again = ConnectionLedger(tmp_path / "ledger")
+    assert again.slot == ledger.slot  # a closed worker's slot is free
+    again.close()
+    assert (tmp_path / "ledger").exists()  # the (live) peer is still in it
 
 
 def test_a_dead_workers_slot_is_released_instead_of_blocking_the_others(tmp_path: Path) -> None:
@@ -40,3 +43,5 @@ def test_a_dead_workers_slot_is_released_instead_of_blocking_the_others(tmp_path
     ledger.add(3)
     assert ledger.my_turn()
     assert ledger.counts() == {ledger.slot: 3}
+    ledger.close()
+    assert not (tmp_path / "ledger").exists()  # the last worker out removes it
