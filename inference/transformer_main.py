@@ -194,6 +194,8 @@ def check_args(args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name}: must be positive, got {getattr(args, name)}")
+    if args.balanced_accept not in ("on", "off"):  # argparse checks choices on the command line only
+        raise ConfigError(f"--balanced_accept: must be on or off, got {args.balanced_accept!r}")
     if args.item_cache_size < 0:
         raise ConfigError(f"--item_cache_size: must be >= 0, got {args.item_cache_size}")
     if not 0 <= args.shadow_sample_rate <= 1 or args.poll_seconds < 0:

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from inference.accept_balance import SLOT, ConnectionLedger
+from recsys.errors import ConfigError
 
 
 def _peer(ledger: ConnectionLedger, slot: int, pid: int, count: int) -> None:
@@ -45,3 +48,13 @@ def test_a_dead_workers_slot_is_released_instead_of_blocking_the_others(tmp_path
     assert ledger.counts() == {ledger.slot: 3}
     ledger.close()
     assert not (tmp_path / "ledger").exists()  # the last worker out removes it
+
+
+def test_a_bad_balanced_accept_setting_names_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference.transformer_main import build_parser, check_args
+
+    monkeypatch.setenv("RECSYS_TRANSFORMER_BALANCED_ACCEPT", "yes")
+    with pytest.raises(ConfigError, match="--balanced_accept: must be on or off, got 'yes'"):
+        check_args(build_parser().parse_args([]))
+    monkeypatch.delenv("RECSYS_TRANSFORMER_BALANCED_ACCEPT")
+    assert build_parser().parse_args([]).balanced_accept == "on"
