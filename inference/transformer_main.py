@@ -120,8 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--chain_threads",
         type=int,
-        default=int(_env("CHAIN_THREADS", "2") or 2),
-        help="threads of each pool (chain stages; recall channels); more only add GIL contention",
+        default=int(_env("CHAIN_THREADS", "1") or 1),
+        help="threads running request chains (history, recall, lookup, matrix); more interleave "
+        "requests under the GIL and lengthen the tail",
+    )
+    add(
+        "--recall_threads",
+        type=int,
+        default=int(_env("RECALL_THREADS", "2") or 2),
+        help="threads running recall channels; keep 2 or more, so one hung channel cannot starve the rest",
     )
     add("--candidates", type=int, default=int(_env("CANDIDATES", "300") or 300))
     add(
@@ -190,7 +197,8 @@ def check_args(args: argparse.Namespace) -> None:
             "/metrics adds up the workers' metrics (recsys serve does this)"
         )
     positive = ("channel_timeout_ms", "predictor_timeout_ms", "store_timeout_ms", "request_timeout_ms",
-                "chain_threads", "candidates", "category_cap", "shadow_max_in_flight")  # fmt: skip
+                "chain_threads", "recall_threads", "candidates", "category_cap",
+                "shadow_max_in_flight")  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name}: must be positive, got {getattr(args, name)}")
@@ -231,6 +239,7 @@ def build_model(args: argparse.Namespace, *, worker: bool = False) -> Recommende
         store,
         _rankers(args),
         threads=args.chain_threads,
+        recall_threads=args.recall_threads,
         timeouts=Timeouts(
             channel=args.channel_timeout_ms / 1000,
             request=args.request_timeout_ms / 1000,
