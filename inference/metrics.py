@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from inference import multiprocess_values
+
+multiprocess_values.install()  # before this process writes its first value
+
 # status: ok | invalid_input | schema_mismatch | error
 PREDICTIONS = Counter(
     "recsys_predictor_predictions",
