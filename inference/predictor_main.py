@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import kserve
 import kserve.model_server
 
-from inference.dataplane import RawTensorDataPlane
 from inference.errors import ReloadFailed
 from inference.model_source import RUNTIMES, ModelSource
 from inference.predictor import RankerModel, ReloadingRepositoryExtension, recsys_error_handler
@@ -95,8 +94,7 @@ def build(args: argparse.Namespace) -> tuple[RankerModel, kserve.ModelServer]:
     )
     # the server first: its constructor configures the logging that the load reports through
     server = model_server(args)
-    # both are handed to the REST and gRPC servers only in start(), so replacing them here is safe
-    server.dataplane = RawTensorDataPlane(model_registry=server.registered_models)
+    # handed to the REST and gRPC servers only in start(), so replacing it here is safe
     server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
     kserve.model_server.app.add_exception_handler(RecsysError, recsys_error_handler)
     try:

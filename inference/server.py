@@ -15,6 +15,8 @@ import kserve
 from fastapi import FastAPI
 from kserve.protocol.rest import server as rest_server
 
+from inference.dataplane import V2DataPlane
+
 PER_REQUEST_LOGGERS = ("uvicorn.access", "kserve.trace")
 
 
@@ -58,6 +60,8 @@ def model_server(args: argparse.Namespace) -> kserve.ModelServer:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
+    # handed to the REST and gRPC servers only in start(), so replacing it here is safe
+    server.dataplane = V2DataPlane(model_registry=server.registered_models)
     set_request_logs(args.request_logs)
     use_event_loop(args.event_loop)
     return server

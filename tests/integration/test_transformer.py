@@ -138,6 +138,38 @@ def test_kserve_rest_client_json(url: str, bundle: Path) -> None:
     assert response.parameters["model_version"] == bundle.name
 
 
+def test_plain_json_v2_answer_and_its_headers(url: str, bundle: Path) -> None:
+    """What curl gets: JSON v2 written by the data plane's own encoder (inference/dataplane.py),
+    with the content type and length KServe would otherwise leave out."""
+    body = {
+        "id": "req-json-1",
+        "inputs": [
+            {"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["u000002"]},
+            {"name": "k", "shape": [1], "datatype": "INT32", "data": [6]},
+        ],
+    }
+    req = urllib.request.Request(
+        f"http://{url}/v2/models/{MODEL}/infer", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        raw = resp.read()
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "application/json"
+        assert resp.headers["Content-Length"] == str(len(raw))
+    answer = json.loads(raw)
+    assert answer["id"] == "req-json-1" and answer["model_name"] == MODEL
+    assert answer["model_version"] == bundle.name == answer["parameters"]["model_version"]
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert list(outputs) == ["item_ids", "scores", "channels", "experiment_variant", "degrade_level",
+                             "model_version"]  # fmt: skip
+    items, scores = outputs["item_ids"]["data"], outputs["scores"]["data"]
+    assert len(items) == len(scores) == 6 and outputs["item_ids"]["shape"] == [6]
+    assert all(isinstance(i, str) for i in items) and all(isinstance(s, float) for s in scores)
+    level = {"name": "degrade_level", "shape": [1], "datatype": "INT32", "data": [0]}
+    assert outputs["degrade_level"] == level  # no "parameters": null, unlike the pydantic path
+
+
 def test_int64_user_id_and_rest_route(url: str) -> None:
     assert len(text(infer(url, 42, 3).as_numpy("item_ids"))) == 3
     body = json.loads(
