@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import kserve
 import kserve.model_server
 
+from inference import bad_requests
+from inference import metrics as predictor_metrics
 from inference.errors import ReloadFailed
 from inference.model_source import RUNTIMES, ModelSource
 from inference.predictor import RankerModel, ReloadingRepositoryExtension, recsys_error_handler
@@ -97,6 +99,12 @@ def build(args: argparse.Namespace) -> tuple[RankerModel, kserve.ModelServer]:
     # handed to the REST and gRPC servers only in start(), so replacing it here is safe
     server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
     kserve.model_server.app.add_exception_handler(RecsysError, recsys_error_handler)
+    served = args.model_name
+    bad_requests.install(
+        lambda name: predictor_metrics.PREDICTIONS.labels(
+            model=name if name == served else "", status="invalid_input"
+        ).inc()
+    )
     try:
         model.load()
     except RecsysError:

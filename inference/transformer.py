@@ -245,9 +245,7 @@ class RecommenderModel(kserve.Model):
 def add_rest_route(app: FastAPI, model: RecommenderModel) -> None:
     """``GET /recommend?user_id=..&k=..&scene=..&exclude=a,b``: plain JSON for simple callers."""
 
-    async def recommend(
-        user_id: str | None = None, k: str = "10", scene: str | None = None, exclude: str | None = None
-    ) -> JSONResponse:
+    def parse(user_id: str | None, k: str) -> int:
         if not user_id or len(user_id) > MAX_ID:
             raise RequestError(f"query parameter 'user_id': required, 1..{MAX_ID} characters")
         try:
@@ -256,6 +254,17 @@ def add_rest_route(app: FastAPI, model: RecommenderModel) -> None:
             raise RequestError(f"query parameter 'k': {k!r} is not an integer") from e
         if not 1 <= k_value <= MAX_K:
             raise RequestError(f"query parameter 'k': {k_value} is out of range (1..{MAX_K})")
+        return k_value
+
+    async def recommend(
+        user_id: str | None = None, k: str = "10", scene: str | None = None, exclude: str | None = None
+    ) -> JSONResponse:
+        try:
+            k_value = parse(user_id, k)
+        except RequestError:
+            metrics.REQUESTS.labels(status="invalid_input", variant="").inc()
+            raise
+        assert user_id is not None  # parse() refused it otherwise
         excluded = {e for e in (exclude or "").split(",") if e}
         request_id = str(uuid.uuid4())
         result, variant = await model.recommend(

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from inference import accept_balance
+from inference import accept_balance, bad_requests
 from inference import transformer_metrics as metrics
 from inference.chain import Bundle, Chain, Timeouts
 from inference.experiments import Experiments
@@ -261,6 +261,7 @@ def build_model(args: argparse.Namespace, *, worker: bool = False) -> Recommende
 
 def install_routes(app: FastAPI, model: RecommenderModel) -> None:
     app.add_exception_handler(RecsysError, recsys_error_handler)
+    bad_requests.install(metrics.bad_request)
     add_rest_route(app, model)
 
 

@@ -122,3 +122,8 @@ def store_unavailable(error: StoreUnavailable) -> None:
     """A FallbackStore ``on_unavailable`` hook: a primary read cut off by its timeout."""
     if isinstance(error, StoreTimeout):
         TIMEOUTS.labels(stage="store").inc()
+
+
+def bad_request(_model_name: str | None) -> None:
+    """A request KServe rejected before the model saw it (inference/bad_requests.py)."""
+    REQUESTS.labels(status="invalid_input", variant="").inc()

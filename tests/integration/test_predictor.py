@@ -99,8 +99,8 @@ class Predictor:
     def http(self) -> str:
         return f"http://{self.url}"
 
-    def post(self, path: str) -> tuple[int, str]:
-        req = urllib.request.Request(self.http + path, method="POST", data=b"")
+    def post(self, path: str, body: bytes = b"") -> tuple[int, str]:
+        req = urllib.request.Request(self.http + path, method="POST", data=body)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, resp.read().decode()
@@ -215,11 +215,22 @@ def test_schema_mismatch_is_400_and_counted(server: Predictor, X: np.ndarray) ->
     assert server.metric("recsys_predictor_predictions_total", model=MODEL, status="schema_mismatch") >= 2
 
 
-def test_unknown_model_is_404(server: Predictor, X: np.ndarray) -> None:
+def test_unknown_model_is_400_on_infer_and_counted(server: Predictor, X: np.ndarray) -> None:
+    before = server.metric("recsys_predictor_predictions_total", model="", status="invalid_input")
     with pytest.raises(InferenceServerException) as err:
         infer(server.url, X, model="no-such-model")
-    assert err.value.status() == "404"
+    assert err.value.status() == "400" and "model_name 'no-such-model'" in err.value.message()
+    assert server.metric("recsys_predictor_predictions_total", model="", status="invalid_input") == before + 1
+    # not found is what the repository and readiness routes mean
     assert server.post("/v2/repository/models/no-such-model/load")[0] == 404
+
+
+def test_malformed_body_is_400_and_counted(server: Predictor) -> None:
+    invalid = {"model": MODEL, "status": "invalid_input"}
+    before = server.metric("recsys_predictor_predictions_total", **invalid)
+    status, body = server.post(f"/v2/models/{MODEL}/infer", b"{not json")
+    assert status == 400 and "error" in json.loads(body)
+    assert server.metric("recsys_predictor_predictions_total", **invalid) == before + 1
 
 
 def test_grpc_scores_and_invalid_argument(server: Predictor, bundles: dict[str, Path], X: np.ndarray) -> None:

@@ -184,7 +184,18 @@ def _status(fn: object) -> tuple[str, str]:
     return str(err.value.status()), err.value.message()
 
 
-def test_bad_requests_are_400_naming_the_field(url: str) -> None:
+def _http_error(url: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
+                ) -> tuple[int, str]:  # fmt: skip
+    req = urllib.request.Request(f"http://{url}{path}", data=body, method="POST" if body else "GET",
+                                 headers=headers or {})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as http_err:
+        urllib.request.urlopen(req, timeout=10)
+    return http_err.value.code, json.loads(http_err.value.read())["error"]
+
+
+def test_bad_requests_are_400_naming_the_field_and_counted(url: str) -> None:
+    invalid = {"status": "invalid_input", "variant": ""}
+    before = metric(url, "recommendation_requests_total", **invalid)
     for k in (0, 501):
         status, message = _status(lambda k=k: infer(url, "u000001", k))
         assert status == "400" and "'k'" in message
@@ -200,11 +211,22 @@ def test_bad_requests_are_400_naming_the_field(url: str) -> None:
     status, message = _status(lambda: client.infer(MODEL, [f]))
     assert status == "400" and "'user_id'" in message and "FP32" in message
     client.close()
-    for path, body in ((f"/v2/models/{MODEL}/infer", b"{not json"), ("/recommend?user_id=u1&k=abc", None)):
-        req = urllib.request.Request(f"http://{url}{path}", data=body, method="POST" if body else "GET")
-        with pytest.raises(urllib.error.HTTPError) as http_err:
-            urllib.request.urlopen(req, timeout=10)
-        assert http_err.value.code == 400
+    infer_path = f"/v2/models/{MODEL}/infer"
+    assert _http_error(url, infer_path, b"{not json")[0] == 400
+    status, message = _http_error(url, "/recommend?user_id=u1&k=abc", None)
+    assert status == 400 and "'k'" in message
+    # a binary payload whose header claims more bytes than were sent
+    spec = {"name": "user_id", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 99}}
+    head = json.dumps({"inputs": [spec]}).encode()
+    status, message = _http_error(url, infer_path, head + b"\x02\x00\x00\x00u1",
+                                  {"Inference-Header-Content-Length": str(len(head))})  # fmt: skip
+    assert status == 400 and "user_id" in message and "binary_data_size" in message
+    # an unknown model is the caller's mistake on /infer (400 naming it), not found elsewhere (404)
+    status, message = _http_error(url, "/v2/models/no-such-model/infer", b'{"inputs": []}')
+    assert status == 400 and "model_name 'no-such-model'" in message and repr(MODEL) in message
+    assert _http_error(url, "/v2/models/no-such-model/ready", None)[0] == 404
+    # every one of the 9 rejected requests above is counted (not the 404), none twice
+    assert metric(url, "recommendation_requests_total", **invalid) == before + 9
 
 
 def test_unknown_user_gets_popular_items(url: str) -> None:
