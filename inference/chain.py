@@ -220,7 +220,7 @@ class Chain:
         ranker = self.rankers.get(variant.ranker, self.rankers["champion"])
         start = time.perf_counter()
         try:
-            scores, version = await ranker.score(X, b.schema_hash)
+            scores, version = await ranker.score(X, b.schema_hash, shared=b.cross.n_user_columns)
         except PredictorError as e:
             if isinstance(e, PredictorTimeout):
                 metrics.TIMEOUTS.labels(stage="predictor").inc()
@@ -230,7 +230,7 @@ class Chain:
             scores, version = cands.scores, b.version
         else:
             if self.shadow is not None:
-                self.shadow.mirror(X, b.schema_hash, scores, req.k)
+                self.shadow.mirror(X, b.schema_hash, scores, req.k, shared=b.cross.n_user_columns)
         STAGE["predict"].observe(time.perf_counter() - start)
         return self._top(req, cands, scores, cats, version)
 

@@ -2,8 +2,13 @@
 
 Request: ``features`` FP32 [n, d] (d = the ranker's feature count), optionally the feature
 schema the caller built them for, as the request parameter ``schema_hash`` or a BYTES [1] input
-``schema_hash``. Response: ``scores`` FP32 [n] and ``model_version`` BYTES [1]; the version is
-also the response's ``model_version`` and, with the schema hash and runtime, its ``parameters``.
+``schema_hash``. Columns that are the same on every row (the user's, which lead the ranker's
+order) may be sent once instead: ``shared_features`` FP32 [1, s] are the first s columns of
+every row and ``features`` is then [n, d - s]. The transformer sends 39 of 98 columns that way,
+118 KB -> 71 KB per 300-row request.
+
+Response: ``scores`` FP32 [n] and ``model_version`` BYTES [1]; the version is also the
+response's ``model_version`` and, with the schema hash and runtime, its ``parameters``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse,
 from inference.errors import RequestError, SchemaMismatch
 from inference.model_source import ServedModel
 
-FEATURES, SCHEMA_HASH = "features", "schema_hash"
+FEATURES, SHARED, SCHEMA_HASH = "features", "shared_features", "schema_hash"
 SCORES, MODEL_VERSION = "scores", "model_version"
 OUTPUTS = (SCORES, MODEL_VERSION)
 
@@ -26,6 +31,7 @@ OUTPUTS = (SCORES, MODEL_VERSION)
 def input_types(n_features: int) -> list[dict[str, Any]]:
     return [
         {"name": FEATURES, "datatype": "FP32", "shape": [-1, n_features]},
+        {"name": SHARED, "datatype": "FP32", "shape": [1, -1]},
         {"name": SCHEMA_HASH, "datatype": "BYTES", "shape": [1]},
     ]
 
@@ -37,25 +43,44 @@ def output_types() -> list[dict[str, Any]]:
     ]
 
 
-def features(request: InferRequest, n_features: int) -> np.ndarray:
-    """The ``features`` matrix; a 400 naming the tensor and both shapes when it does not fit."""
-    tensor = request.get_input_by_name(FEATURES)
+def _matrix(request: InferRequest, name: str, width: int | None) -> np.ndarray | None:
+    """Input ``name`` as FP32 [rows, width] (any width when None); None when it is absent."""
+    tensor = request.get_input_by_name(name)
     if tensor is None:
-        names = [t.name for t in request.inputs]
-        raise RequestError(f"input tensor '{FEATURES}' is missing (got {names})")
+        return None
     if tensor.datatype != "FP32":
-        raise RequestError(f"input tensor '{FEATURES}': datatype {tensor.datatype}, expected FP32")
+        raise RequestError(f"input tensor '{name}': datatype {tensor.datatype}, expected FP32")
     shape = [int(s) for s in tensor.shape]
-    if len(shape) != 2 or shape[1] != n_features or shape[0] < 0:
-        raise RequestError(
-            f"input tensor '{FEATURES}': shape {shape} does not match the model's [n, {n_features}]"
-        )
+    if len(shape) != 2 or shape[0] < 0 or (width is not None and shape[1] != width):
+        wanted = f"[n, {width}]" if width is not None else "[1, s]"
+        raise RequestError(f"input tensor '{name}': shape {shape} does not match the model's {wanted}")
     try:
         X = tensor.as_numpy()
     except ValueError as e:
         # the declared shape and the data disagree (JSON list or binary size)
-        raise RequestError(f"input tensor '{FEATURES}': data does not fill shape {shape}: {e}") from e
-    return X.astype(np.float32, copy=False)
+        raise RequestError(f"input tensor '{name}': data does not fill shape {shape}: {e}") from e
+    return X.astype(np.float32, copy=False).reshape(shape)
+
+
+def features(request: InferRequest, n_features: int) -> np.ndarray:
+    """The [n, d] matrix to score, with ``shared_features`` (if sent) as every row's first
+    columns; a 400 naming the tensor and both shapes when it does not fit."""
+    shared = _matrix(request, SHARED, None)
+    if shared is not None and (shared.shape[0] != 1 or shared.shape[1] > n_features):
+        raise RequestError(
+            f"input tensor '{SHARED}': shape {list(shared.shape)}, expected [1, s] with s <= {n_features}"
+        )
+    s = 0 if shared is None else shared.shape[1]
+    rows = _matrix(request, FEATURES, n_features - s)
+    if rows is None:
+        names = [t.name for t in request.inputs]
+        raise RequestError(f"input tensor '{FEATURES}' is missing (got {names})")
+    if s == 0:
+        return rows
+    X = np.empty((rows.shape[0], n_features), dtype=np.float32)
+    X[:, :s] = shared
+    X[:, s:] = rows
+    return X
 
 
 def _text(value: Any) -> str:

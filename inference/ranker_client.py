@@ -2,7 +2,11 @@
 
 Request: a JSON header (``features`` FP32 [n, d] with ``binary_data_size``, ``scores`` asked as
 binary) followed by the raw little-endian float32 rows; ``Inference-Header-Content-Length``
-says where the header ends, the extension tritonclient and the predictor speak. aiohttp, not
+says where the header ends, the extension tritonclient and the predictor speak. The leading
+columns that are the same on every row (the user's) go once, as ``shared_features`` [1, s]
+(inference/protocol.py), when the predictor's metadata lists that input: asked once per client,
+and again after a 4xx, so that a predictor rolled back to an older version still gets the
+whole matrix. aiohttp, not
 httpx: at a few hundred requests per second httpx's per-request overhead was the transformer's
 largest single cost (13 % of its CPU in a py-spy profile).
 """
@@ -54,7 +58,9 @@ class RankerClient:
     ) -> None:
         base = host if "://" in host else f"http://{host}"
         self.host = host
-        self.url = f"{base.rstrip('/')}/v2/models/{model_name}/infer"
+        self.metadata_url = f"{base.rstrip('/')}/v2/models/{model_name}"
+        self.url = f"{self.metadata_url}/infer"
+        self._takes_shared: bool | None = None  # None: not asked yet
         self.timeout_s = timeout_s
         self.breaker = breaker or CircuitBreaker(host, failure_threshold=5, reset_timeout_s=2.0)
         self._session: aiohttp.ClientSession | None = None  # bound to the running loop: made on first use
@@ -68,16 +74,22 @@ class RankerClient:
             )
         return self._session
 
-    async def score(self, X: np.ndarray, schema_hash: str | None = None) -> tuple[np.ndarray, str]:
-        """(scores float32 [n], the model version that scored them); PredictorError otherwise."""
+    async def score(
+        self, X: np.ndarray, schema_hash: str | None = None, shared: int = 0
+    ) -> tuple[np.ndarray, str]:
+        """(scores float32 [n], the model version that scored them); PredictorError otherwise.
+        ``shared``: X's first columns that are the same on every row (sent once if possible)."""
         if not self.breaker.allow():
             raise CircuitOpen(f"predictor {self.url}: circuit open after repeated failures")
         try:
-            result = await self._score(X, schema_hash)
+            if shared and (len(X) < 2 or not await self._predictor_takes_shared()):
+                shared = 0
+            result = await self._score(X, schema_hash, shared)
         except PredictorError as e:
             if not isinstance(e, RejectedRequest):
                 self.breaker.record_failure()
             else:
+                self._takes_shared = None  # e.g. a predictor rolled back: ask again
                 self.breaker.record_success()
             raise
         except BaseException:  # cancelled by the request's deadline: no verdict on the predictor
@@ -86,17 +98,27 @@ class RankerClient:
         self.breaker.record_success()
         return result
 
-    async def _score(self, X: np.ndarray, schema_hash: str | None) -> tuple[np.ndarray, str]:
-        data = np.ascontiguousarray(X, dtype="<f4").tobytes()
+    async def _predictor_takes_shared(self) -> bool:
+        if self._takes_shared is None:
+            try:
+                async with self._client().get(self.metadata_url) as resp:
+                    meta = orjson.loads(await resp.read()) if resp.status == 200 else {}
+                self._takes_shared = any(i.get("name") == "shared_features" for i in meta.get("inputs", []))
+            except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
+                return False  # the whole matrix works with any predictor; ask again next time
+        return self._takes_shared
+
+    async def _score(self, X: np.ndarray, schema_hash: str | None, shared: int) -> tuple[np.ndarray, str]:
+        tensors = [("shared_features", X[:1, :shared]), ("features", X[:, shared:])] if shared else [
+            ("features", X)]  # fmt: skip
+        inputs, chunks = [], []
+        for name, values in tensors:
+            data = np.ascontiguousarray(values, dtype="<f4").tobytes()
+            inputs.append({"name": name, "shape": list(values.shape), "datatype": "FP32",
+                           "parameters": {"binary_data_size": len(data)}})  # fmt: skip
+            chunks.append(data)
         header: dict[str, Any] = {
-            "inputs": [
-                {
-                    "name": "features",
-                    "shape": list(X.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": len(data)},
-                }
-            ],
+            "inputs": inputs,
             "outputs": [{"name": "scores", "parameters": {"binary_data": True}}],
         }
         if schema_hash:
@@ -105,7 +127,7 @@ class RankerClient:
         try:
             async with self._client().post(
                 self.url,
-                data=head + data,
+                data=b"".join([head, *chunks]),
                 headers={HEADER: str(len(head)), "Content-Type": "application/octet-stream"},
             ) as resp:
                 body = await resp.read()

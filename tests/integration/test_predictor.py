@@ -165,6 +165,47 @@ def test_tritonclient_binary_scores_equal_in_process(
     assert "data" not in response["outputs"][0]
 
 
+def test_shared_columns_sent_once_score_the_same(server: Predictor, X: np.ndarray) -> None:
+    """``shared_features`` [1, s] + ``features`` [n, d - s] is the matrix with those s columns
+    on every row: the transformer's RankerClient sends the user's columns that way."""
+    from inference.ranker_client import RankerClient
+
+    rows = X.copy()
+    rows[:, :39] = X[0, :39]  # the user's columns: the same on every row
+    expected = infer(server.url, rows).as_numpy("scores")
+    client = triton.InferenceServerClient(server.url)
+    shared = triton.InferInput("shared_features", [1, 39], "FP32")
+    shared.set_data_from_numpy(rows[:1, :39], binary_data=True)
+    result = client.infer(MODEL, [shared, features_input(np.ascontiguousarray(rows[:, 39:]))])
+    np.testing.assert_array_equal(result.as_numpy("scores"), expected)
+    # a shared block wider than the model, or rows that do not fill the rest: 400 naming the tensor
+    too_wide = triton.InferInput("shared_features", [1, 97], "FP32")
+    too_wide.set_data_from_numpy(np.zeros((1, 97), np.float32), binary_data=True)
+    with pytest.raises(InferenceServerException) as err:
+        client.infer(MODEL, [too_wide, features_input(rows[:, :1])])
+    assert err.value.status() == "400" and "'shared_features'" in err.value.message()
+    with pytest.raises(InferenceServerException) as err:
+        client.infer(MODEL, [shared, features_input(np.ascontiguousarray(rows[:, 40:]))])
+    message = err.value.message()
+    assert err.value.status() == "400" and "[300, 56]" in message and "[n, 57]" in message
+    client.close()
+
+    async def ranker_client() -> tuple[np.ndarray, bool | None, bool | None]:
+        ranker = RankerClient(server.url, MODEL, timeout_s=5)
+        try:
+            scores, version = await ranker.score(rows, SCHEMA, shared=39)
+            asked = ranker._takes_shared  # the metadata lists shared_features
+            with pytest.raises(Exception, match="HTTP 400"):
+                await ranker.score(rows, "another-schema", shared=39)
+            return scores, asked, ranker._takes_shared  # a 4xx: ask the metadata again
+        finally:
+            await ranker.close()
+
+    scores, asked, after_4xx = asyncio.run(ranker_client())
+    np.testing.assert_array_equal(scores, expected)
+    assert asked is True and after_4xx is None
+
+
 def test_kserve_rest_client_json(server: Predictor, bundles: dict[str, Path], X: np.ndarray) -> None:
     from kserve import InferenceRESTClient, InferInput, InferRequest
     from kserve.inference_client import RESTConfig

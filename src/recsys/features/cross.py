@@ -156,6 +156,11 @@ class CrossFeatures:
         cols = [CROSS_FUNCTIONS[name](pair) for name in self.names]
         return np.stack(cols, axis=1).astype(np.float32) if cols else np.zeros((pair.n, 0), np.float32)
 
+    @property
+    def n_user_columns(self) -> int:
+        """The ranking matrix's leading columns, which depend on the user alone."""
+        return len(self._user_scalars)
+
     def ranking_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(n, len(ranker_columns)) float32: user scalars, item scalars, cross features."""
         users, items = np.atleast_2d(users), np.atleast_2d(items)
