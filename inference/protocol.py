@@ -4,8 +4,8 @@ Request: ``features`` FP32 [n, d] (d = the ranker's feature count), optionally t
 schema the caller built them for, as the request parameter ``schema_hash`` or a BYTES [1] input
 ``schema_hash``. Columns that are the same on every row (the user's, which lead the ranker's
 order) may be sent once instead: ``shared_features`` FP32 [1, s] are the first s columns of
-every row and ``features`` is then [n, d - s]. The transformer sends 39 of 98 columns that way,
-118 KB -> 71 KB per 300-row request.
+every row and ``features`` is then [n, d - s]. The transformer sends 37 of 98 columns that way,
+118 KB -> 73 KB per 300-row request.
 
 Response: ``scores`` FP32 [n] and ``model_version`` BYTES [1]; the version is also the
 response's ``model_version`` and, with the schema hash and runtime, its ``parameters``.
