@@ -10,6 +10,9 @@
 4. Reports RPS, p50/p95/p99 (wrk's own histogram, from its Lua ``done`` hook), errors (socket
    errors + non-2xx), the answers' degrade levels, per-stage means from the transformer's
    metrics, and the CPU seconds each process used per request: where the time goes.
+5. Times a fixed single-threaded Python + NumPy workload (``cpu_reference_ms``) right before
+   and after the measured run: shared VMs drift in speed by tens of percent within an hour,
+   and this number lets runs made at different times be compared.
 
     .venv/bin/python benchmarks/serve_bench.py --data-dir /tmp/serve-bench --json /tmp/serve.json
 """
@@ -21,12 +24,14 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,26 @@ done = function(summary, latency, requests)
     e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
+
+
+def cpu_reference_ms() -> float:
+    """Best of 5 timings of a fixed mix of interpreter work and small NumPy calls, the two kinds
+    of CPU a request spends in the transformer: a speed gauge for the machine at this moment."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    block = rng.random((300, 64))
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        table: dict[int, float] = {}
+        for i in range(300_000):
+            table[i % 997] = table.get(i % 997, 0.0) + i * 0.5
+        for _ in range(1500):
+            np.argsort(block[:, 3])
+            block.sum(axis=1)
+        best = min(best, time.perf_counter() - start)
+    return round(1000 * best, 2)
 
 
 def sh(cmd: list[str], env: dict[str, str]) -> None:
@@ -203,14 +228,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         before_metrics = metrics_text(url)
         before_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
         before_each = {pid: cpu_seconds(pid) for pid in procs.get("transformer", [])}
+        reference = [cpu_reference_ms()]
+        wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(
             [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s",
              "-s", str(work / "mix.lua"), target],  # fmt: skip
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
+        wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         after_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
+        # wrk is this process's only child to finish during the run
+        before_cpu["wrk"] = wrk_before.ru_utime + wrk_before.ru_stime
+        after_cpu["wrk"] = wrk_after.ru_utime + wrk_after.ru_stime
         used = {pid: cpu_seconds(pid) - before for pid, before in before_each.items()}
         after_metrics = metrics_text(url)
+        reference.append(cpu_reference_ms())
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)
@@ -243,8 +275,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (round(u / max(sum(used.values()), 1e-9), 2) for u in used.values() if u > 0.05), reverse=True
         ),
         "cpu_ms_per_request": {
-            name: round(1000 * (after_cpu[name] - before_cpu[name]) / max(requests, 1), 3) for name in procs
+            name: round(1000 * (spent - before_cpu[name]) / max(requests, 1), 3)
+            for name, spent in after_cpu.items()
         },
+        "cpu_reference_ms": reference,
         "ranker": {
             "runtime": "onnx",
             "trees": ranker.get("trees"),
