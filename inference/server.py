@@ -41,6 +41,31 @@ def _add_middlewares(self: rest_server.RESTServer, app: FastAPI) -> None:
 
 rest_server.RESTServer._add_middlewares = _add_middlewares  # type: ignore[method-assign]
 
+INFER_PATH = "/models/{model_name}/infer"
+_kserve_register_endpoints = rest_server.RESTServer._register_endpoints
+
+
+def _register_endpoints(self: rest_server.RESTServer, app: FastAPI) -> None:
+    """KServe's routes with v2 ``infer`` tried first. Starlette matches a request against the
+    routes in order, and KServe registers ~20 (docs, v1, v2 health and metadata) before the one
+    every scoring request takes: 28 us of regex matching per request, 4 us with it first. No two
+    routes match the same path, so the order changes nothing else."""
+    _kserve_register_endpoints(self, app)
+    routes = app.router.routes
+    for route in routes:
+        router = getattr(route, "original_router", None)  # an included APIRouter (FastAPI 0.120+)
+        if router is not None:
+            router.routes.sort(key=lambda r: getattr(r, "path", "").endswith(INFER_PATH), reverse=True)
+    routes.sort(key=lambda r: _serves_infer(r) or getattr(r, "path", "").endswith(INFER_PATH), reverse=True)
+
+
+def _serves_infer(route: object) -> bool:
+    router = getattr(route, "original_router", None)
+    return router is not None and any(getattr(r, "path", "").endswith(INFER_PATH) for r in router.routes)
+
+
+rest_server.RESTServer._register_endpoints = _register_endpoints  # type: ignore[method-assign]
+
 
 def model_server(args: argparse.Namespace) -> kserve.ModelServer:
     """Built before the model loads: its constructor configures the logging the load reports
