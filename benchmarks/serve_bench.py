@@ -10,8 +10,8 @@
 4. Reports RPS, p50/p95/p99 (wrk's own histogram, from its Lua ``done`` hook), errors (socket
    errors + non-2xx), the answers' degrade levels, per-stage means from the transformer's
    metrics, and the CPU seconds each process used per request: where the time goes.
-5. Times a fixed single-threaded Python + NumPy workload (``cpu_reference_ms``) right before
-   and after the measured run: shared VMs drift in speed by tens of percent within an hour,
+5. Times two fixed single-threaded workloads (``speed_reference_ms``) right before and after
+   the measured run: shared VMs drift in speed by tens of percent within an hour,
    and this number lets runs made at different times be compared.
 
     .venv/bin/python benchmarks/serve_bench.py --data-dir /tmp/serve-bench --json /tmp/serve.json
@@ -62,14 +62,17 @@ end
 """
 
 
-def cpu_reference_ms() -> float:
-    """Best of 5 timings of a fixed mix of interpreter work and small NumPy calls, the two kinds
-    of CPU a request spends in the transformer: a speed gauge for the machine at this moment."""
+def speed_reference_ms() -> dict[str, float]:
+    """Median of 5 timings of two fixed workloads, a gauge of the machine at this moment:
+    ``compute``, interpreter work and small NumPy calls (what a request spends in the transformer)
+    in cache; ``memory``, random reads over 128 MB (what neighbours on a shared host slow down)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     block = rng.random((300, 64))
-    best = float("inf")
+    big = rng.random(16_000_000)
+    picks = rng.integers(0, len(big), 2_000_000)
+    compute, memory = [], []
     for _ in range(5):
         start = time.perf_counter()
         table: dict[int, float] = {}
@@ -78,8 +81,11 @@ def cpu_reference_ms() -> float:
         for _ in range(1500):
             np.argsort(block[:, 3])
             block.sum(axis=1)
-        best = min(best, time.perf_counter() - start)
-    return round(1000 * best, 2)
+        compute.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        big[picks].sum()
+        memory.append(time.perf_counter() - start)
+    return {"compute": round(1000 * sorted(compute)[2], 2), "memory": round(1000 * sorted(memory)[2], 2)}
 
 
 def sh(cmd: list[str], env: dict[str, str]) -> None:
@@ -143,15 +149,19 @@ def samples(text: str, name: str) -> dict[str, float]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its waited-for children (0 once it is gone: a
-    short-lived helper process the scan caught)."""
+def cpu_seconds(pid: int, system_only: bool = False) -> float:
+    """User + system (or system only) CPU of a process and its waited-for children (0 once it is
+    gone: a short-lived helper process the scan caught)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except FileNotFoundError:
         return 0.0
     ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(f) for f in fields[11:15]) / ticks
+    return sum(int(f) for f in (fields[12:15:2] if system_only else fields[11:15])) / ticks
+
+
+def system_seconds(procs: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid, system_only=True) for pid in group) for name, group in procs.items()}
 
 
 def pids(serve_pid: int, store: str) -> dict[str, list[int]]:
@@ -228,7 +238,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         before_metrics = metrics_text(url)
         before_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
         before_each = {pid: cpu_seconds(pid) for pid in procs.get("transformer", [])}
-        reference = [cpu_reference_ms()]
+        before_sys = system_seconds(procs)
+        reference = [speed_reference_ms()]
         wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(
             [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s",
@@ -237,12 +248,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ).stdout  # fmt: skip
         wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         after_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
+        after_sys = system_seconds(procs)
         # wrk is this process's only child to finish during the run
         before_cpu["wrk"] = wrk_before.ru_utime + wrk_before.ru_stime
         after_cpu["wrk"] = wrk_after.ru_utime + wrk_after.ru_stime
         used = {pid: cpu_seconds(pid) - before for pid, before in before_each.items()}
         after_metrics = metrics_text(url)
-        reference.append(cpu_reference_ms())
+        reference.append(speed_reference_ms())
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)
@@ -278,7 +290,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             name: round(1000 * (spent - before_cpu[name]) / max(requests, 1), 3)
             for name, spent in after_cpu.items()
         },
-        "cpu_reference_ms": reference,
+        # the kernel's part (loopback TCP, wake-ups) of each server's CPU
+        "system_cpu_share": {
+            name: round((after_sys[name] - before_sys[name]) / (after_cpu[name] - before_cpu[name]), 2)
+            for name in before_sys
+            if after_cpu[name] - before_cpu[name] > 0.05
+        },
+        "speed_reference_ms": reference,
         "ranker": {
             "runtime": "onnx",
             "trees": ranker.get("trees"),
