@@ -11,8 +11,9 @@
    errors + non-2xx), the answers' degrade levels, per-stage means from the transformer's
    metrics, and the CPU seconds each process used per request: where the time goes.
 5. Times two fixed single-threaded workloads (``speed_reference_ms``) right before and after
-   the measured run: shared VMs drift in speed by tens of percent within an hour,
-   and this number lets runs made at different times be compared.
+   the measured run, a record of the machine's state: shared VMs drift in speed by tens of
+   percent within an hour. On 2026-11-29 these stayed flat while the servers' CPU per request
+   moved by 40 % (BENCHMARKS.md), so compare runs made back to back, not across hours.
 
     .venv/bin/python benchmarks/serve_bench.py --data-dir /tmp/serve-bench --json /tmp/serve.json
 """

@@ -51,17 +51,19 @@ def _register_endpoints(self: rest_server.RESTServer, app: FastAPI) -> None:
     every scoring request takes: 28 us of regex matching per request, 4 us with it first. No two
     routes match the same path, so the order changes nothing else."""
     _kserve_register_endpoints(self, app)
-    routes = app.router.routes
-    for route in routes:
+    for route in app.router.routes:
         router = getattr(route, "original_router", None)  # an included APIRouter (FastAPI 0.120+)
         if router is not None:
-            router.routes.sort(key=lambda r: getattr(r, "path", "").endswith(INFER_PATH), reverse=True)
-    routes.sort(key=lambda r: _serves_infer(r) or getattr(r, "path", "").endswith(INFER_PATH), reverse=True)
+            router.routes.sort(key=_serves_infer, reverse=True)  # stable: the rest keep their order
+    app.router.routes.sort(key=_serves_infer, reverse=True)
 
 
 def _serves_infer(route: object) -> bool:
+    """The v2 infer route, or an included router that holds it."""
     router = getattr(route, "original_router", None)
-    return router is not None and any(getattr(r, "path", "").endswith(INFER_PATH) for r in router.routes)
+    if router is not None:
+        return any(map(_serves_infer, router.routes))
+    return str(getattr(route, "path", "")).endswith(INFER_PATH)
 
 
 rest_server.RESTServer._register_endpoints = _register_endpoints  # type: ignore[method-assign]
