@@ -41,7 +41,8 @@ from recsys.features.cross import CrossFeatures
 from recsys.ranking.flow import CONTEXT_FEATURES
 from recsys.recall.base import RecallContext
 from recsys.recall.engine import RecallEngine
-from recsys.recall.fusion import Candidates, fuse
+from recsys.recall.fusion import Candidates
+from recsys.recall.lists import Hits
 from recsys.steps.common import HISTORIES_FILE
 from recsys.steps.features import read_features
 from recsys.steps.sync import HISTORY_CHANNEL
@@ -292,9 +293,9 @@ class Chain:
     @staticmethod
     def _channel(channel: Any, user_id: str, ctx: RecallContext, k: int) -> Any:
         start = time.perf_counter()
-        out = channel.recall(user_id, ctx, k)
+        out = channel.recall_hits(user_id, ctx, k)
         metrics.CHANNEL_LATENCY.labels(channel=channel.name).observe(time.perf_counter() - start)
-        metrics.CHANNEL_CANDIDATES.labels(channel=channel.name).observe(len(out))
+        metrics.CHANNEL_CANDIDATES.labels(channel=channel.name).observe(len(out[0]))
         return out
 
     def _recall_sync(self, b: Bundle, user_id: str, ctx: RecallContext, variant: Variant) -> Candidates:
@@ -310,7 +311,7 @@ class Chain:
             if c.enabled
         }
         _, late = wait(futures, timeout=self.timeouts.channel)
-        results: dict[str, Any] = {}
+        results: dict[str, Hits] = {}
         for future, channel in futures.items():
             if future in late:
                 future.cancel()  # not started yet: never runs; running: its result is dropped
@@ -320,11 +321,8 @@ class Chain:
                 log.warning("recall channel %s failed: %r", channel.name, future.exception())
                 metrics.CHANNEL_ERRORS.labels(channel=channel.name).inc()
             else:
-                results[channel.name] = engine.exclusion.drop_inactive(future.result())
-        fusion = engine.config.fusion
-        weights = {**engine.weights, **variant.recall_weights}
-        return fuse(results, weights, self.candidates, exclude, method=fusion.method,
-                    rank_offset=fusion.rank_offset)  # fmt: skip
+                results[channel.name] = engine.drop_inactive(future.result())
+        return engine.fuse(results, self.candidates, exclude, {**engine.weights, **variant.recall_weights})
 
     def _top(self, req: Request, cands: Candidates, scores: np.ndarray, cats: np.ndarray,
              version: str) -> Result:  # fmt: skip

@@ -36,7 +36,7 @@ from recsys.recall.cf import ItemCF, UserCF
 from recsys.recall.content import Content, Tag
 from recsys.recall.ease import Ease
 from recsys.recall.embedding import Embedding, EmbeddingParams, IndexDimensionMismatch
-from recsys.recall.lists import RankedLists, top_k
+from recsys.recall.lists import ItemVocab, RankedLists, top_k
 from recsys.recall.popularity import Industry, Popular, PriceBand
 
 AS_OF = datetime(2026, 3, 10)
@@ -385,16 +385,31 @@ def test_fused_candidates_read_like_the_list_they_stand_for() -> None:
     assert fuse({}, {}, k=5) == [] and fuse(results, {}, k=0) == []
 
 
-def test_top_k_breaks_ties_by_id_with_or_without_vocabulary_indices() -> None:
-    vocab = np.array(sorted(["b", "a10", "a9", "c", "d", "e"]), dtype=object)
-    idx = np.array([0, 1, 2, 3, 4, 5])
-    scores = np.array([2.0, 2.0, 2.0, 1.0, 0.5, 2.0])  # a10 a9 b e tie; "a10" < "a9" as strings
-    by_text = top_k(vocab[idx], scores, 3, {"b"})
-    assert by_text == [("a10", 2.0), ("a9", 2.0), ("e", 2.0)]
-    assert top_k(vocab[idx], scores, 3, {"b"}, id_order=idx) == by_text
-    assert top_k(vocab[idx], scores, 1, set(), id_order=idx) == [("a10", 2.0)]  # the cut keeps ties
+def test_top_k_breaks_ties_by_vocabulary_position_and_skips_excluded() -> None:
+    vocab = ItemVocab(sorted(["b", "a10", "a9", "c", "d", "e"]))  # "a10" < "a9" as strings
+    idx = np.array([5, 2, 0, 3, 4, 1])  # e b a10 c d a9
+    scores = np.array([2.0, 2.0, 2.0, 1.0, 0.5, 2.0])  # a10 a9 b e tie
+    got = top_k(idx, scores, 3, vocab.lookup({"b", "not-an-item"}))
+    assert vocab.to_list(*got) == [("a10", 2.0), ("a9", 2.0), ("e", 2.0)]
+    assert vocab.to_list(*top_k(idx, scores, 1)) == [("a10", 2.0)]  # the cut keeps ties
+    assert len(top_k(idx, scores, 0)[0]) == 0 and len(top_k(idx[:0], scores[:0], 3)[0]) == 0
     with pytest.raises(InvalidInput, match="sorted"):
         RankedLists.from_entries(np.array(["b", "a"], dtype=object), ["k"], [0], [0], [1.0])
+    with pytest.raises(InvalidInput, match="sorted"):
+        ItemVocab(["b", "a"])
+
+
+def test_item_vocab_positions_lookup_and_union() -> None:
+    vocab = ItemVocab.union([np.array(["c", "a"], dtype=object), np.array(["b", "c"], dtype=object)])
+    assert vocab.ids.tolist() == ["a", "b", "c"]
+    assert vocab.positions(np.array(["c", "a"], dtype=object)).tolist() == [2, 0]
+    assert vocab.lookup(["c", "zz", "a"]).tolist() == [0, 2]  # sorted, unknown ids left out
+    with pytest.raises(InvalidInput, match="outside"):
+        vocab.positions(np.array(["a", "zz"], dtype=object))
+    lists = RankedLists.from_entries(np.array(["b", "c"], dtype=object), ["k"], [0, 0], [1, 0], [2.0, 1.0])
+    moved = lists.with_vocab(vocab)
+    assert moved.get_list("k") == lists.get_list("k") == [("c", 2.0), ("b", 1.0)]
+    assert moved.vocab is vocab.ids
 
 
 def _engine_config() -> dict:
@@ -426,6 +441,11 @@ def test_engine_filters_and_save_load_round_trip(tmp_path: Path) -> None:
     assert "e" not in items_u2 and "a" not in items_u2  # purchased, excluded by the request
     assert all(c.item_id != "x" for cands in before.values() for c in cands)  # inactive
     assert "itemcf" in before["u1"][0].channels
+    # one vocabulary for all channels; fusing their arrays equals fusing their lists
+    assert all(c.vocab is engine.vocab for c in engine.channels)
+    for u, ctx in ctxs.items():
+        lists = engine.recall_channels(u, ctx)
+        assert fuse(lists, engine.weights, 20, engine.exclusion.exclude_for(u, ctx.exclude)) == before[u]
     engine.save(tmp_path / "recall")
     loaded = RecallEngine.load(tmp_path / "recall")
     assert {u: loaded.recall(u, c, k=20) for u, c in ctxs.items()} == before

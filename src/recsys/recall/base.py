@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsys.errors import ConfigError, InvalidInput
 from recsys.recall.data import RecallData
-from recsys.recall.lists import RankedLists, RecallList, accumulate, top_k
+from recsys.recall.lists import NO_HITS, Hits, ItemVocab, RankedLists, RecallList, accumulate, top_k
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -35,6 +35,17 @@ class RecallContext:
     user_industry: str | None = None
     scene: str | None = None
     exclude: set[str] = field(default_factory=set)
+    _excluded: tuple[ItemVocab, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def excluded(self, vocab: ItemVocab) -> np.ndarray:
+        """``exclude`` as sorted positions in ``vocab``, worked out once per request (channels
+        running concurrently may both work it out: the same answer)."""
+        cached = self._excluded
+        if cached is None or cached[0] is not vocab:
+            cached = self._excluded = (vocab, vocab.lookup(self.exclude))
+        return cached[1]
 
 
 class ChannelParams(BaseModel):
@@ -82,6 +93,7 @@ class RecallChannel(ABC):
         self.disabled_reason: str | None = "not fitted"
         self.stats: dict[str, Any] = {}
         self.lists = RankedLists.empty()
+        self.vocab = ItemVocab([])
 
     @classmethod
     def parse_params(cls, params: ChannelParams | dict[str, Any] | None, name: str) -> ChannelParams:
@@ -108,19 +120,33 @@ class RecallChannel(ABC):
         else:
             self.enabled, self.disabled_reason = True, None
         self.stats["lists"] = len(self.lists)
+        self.use_vocab(ItemVocab.union(self.item_arrays()))
 
     @abstractmethod
     def _fit(self, data: RecallData) -> str | None:
         """Learn the lists; return a reason to disable the channel, or None."""
 
+    def item_arrays(self) -> list[np.ndarray]:
+        """Every array of item ids a recall answer can come from (for the shared vocabulary)."""
+        return [self.lists.vocab]
+
+    def use_vocab(self, vocab: ItemVocab) -> None:
+        """Answer in ``vocab`` (a sorted superset of ``item_arrays``): the engine shares one."""
+        self.lists = self.lists.with_vocab(vocab)
+        self.vocab = vocab
+
     def recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList:
         """Up to ``k`` (item, score), descending score, none in ``ctx.exclude``."""
+        return self.vocab.to_list(*self.recall_hits(user_id, ctx, k))
+
+    def recall_hits(self, user_id: str, ctx: RecallContext, k: int) -> Hits:
+        """``recall`` as arrays over ``self.vocab``: what serving and fusion use."""
         if not self.enabled or k <= 0:
-            return []
+            return NO_HITS
         return self._recall(user_id, ctx, k)
 
     @abstractmethod
-    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList: ...
+    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> Hits: ...
 
     def to_lists(self) -> dict[str, RecallList]:
         return self.lists.to_dict() if self.enabled else {}
@@ -161,6 +187,7 @@ class RecallChannel(ABC):
         channel._restore(meta["state"])
         if channel.enabled:
             channel._load_arrays(directory)
+        channel.use_vocab(ItemVocab.union(channel.item_arrays()))
         return channel
 
     # hooks for channels with more than lists; JSON-able state and array files
@@ -193,10 +220,10 @@ class NeighbourChannel(RecallChannel):
 
     Params: ClassVar[type[ChannelParams]] = HistoryParams
 
-    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList:
+    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> Hits:
         parts = []
         for item, w in history_weights(ctx.history, self.params):  # type: ignore[arg-type]
             idx, sc = self.lists.get(item)
             parts.append((idx, sc.astype(np.float64) * w))
         idx, score = accumulate(parts)
-        return top_k(self.lists.vocab[idx], score, k, ctx.exclude, id_order=idx)
+        return top_k(idx, score, k, ctx.excluded(self.vocab))

@@ -11,13 +11,14 @@ from pydantic import Field
 from recsys.recall.base import (
     ChannelParams,
     HistoryParams,
+    Hits,
     NeighbourChannel,
     RecallChannel,
     RecallContext,
     lists_from_entries,
 )
 from recsys.recall.data import RecallData
-from recsys.recall.lists import RecallList, sparse_topn, top_k
+from recsys.recall.lists import sparse_topn, top_k
 
 
 class ItemCFParams(HistoryParams):
@@ -92,6 +93,6 @@ class UserCF(RecallChannel):
         self.stats.update(users_with_list=len(self.lists), neighbour_pairs=int(nbrs.nnz))
         return None
 
-    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList:
+    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> Hits:
         idx, scores = self.lists.get(user_id)
-        return top_k(self.lists.vocab[idx], scores, k, ctx.exclude, id_order=idx)
+        return top_k(idx, scores, k, ctx.excluded(self.vocab))

@@ -12,8 +12,10 @@ from pydantic import Field
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recsys.recall.base import (
+    NO_HITS,
     ChannelParams,
     HistoryParams,
+    Hits,
     NeighbourChannel,
     RecallChannel,
     RecallContext,
@@ -21,7 +23,7 @@ from recsys.recall.base import (
     lists_from_entries,
 )
 from recsys.recall.data import RecallData
-from recsys.recall.lists import RankedLists, RecallList, accumulate, sparse_topn, top_k
+from recsys.recall.lists import RankedLists, accumulate, sparse_topn, top_k
 
 
 def item_text(items: pd.DataFrame) -> pd.Series:
@@ -114,7 +116,7 @@ class Tag(RecallChannel):
         self.stats.update(tags=len(keys), tagged_items=len(self.item_tags))
         return None
 
-    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList:
+    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> Hits:
         p: TagParams = self.params  # type: ignore[assignment]
         counts: Counter[str] = Counter()
         for item, w in history_weights(ctx.history, p):
@@ -124,14 +126,14 @@ class Tag(RecallChannel):
         top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: p.top_tags]
         total = sum(c for _, c in top)
         if not total:
-            return []
+            return NO_HITS
         # overlap(j) x pop(j) = sum over the shared tags of (tag share x pop(j)): one pass per list
         parts = []
         for tag, c in top:
             idx, sc = self.lists.get(tag)
             parts.append((idx, sc.astype(np.float64) * (c / total)))
         idx, score = accumulate(parts)
-        return top_k(self.lists.vocab[idx], score, k, ctx.exclude, id_order=idx)
+        return top_k(idx, score, k, ctx.excluded(self.vocab))
 
     def _save_arrays(self, directory: Path) -> None:
         items = [i for i, t in self.item_tags.items() for _ in t]

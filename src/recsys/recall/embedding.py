@@ -20,14 +20,16 @@ from sklearn.utils.extmath import randomized_svd
 
 from recsys.errors import InvalidInput, RecsysError
 from recsys.recall.base import (
+    NO_HITS,
     ChannelParams,
     HistoryParams,
+    Hits,
     RecallChannel,
     RecallContext,
     lists_from_entries,
 )
 from recsys.recall.data import RecallData
-from recsys.recall.lists import RecallList, top_k
+from recsys.recall.lists import ItemVocab, top_k
 
 
 class IndexDimensionMismatch(RecsysError):
@@ -123,6 +125,7 @@ class Embedding(RecallChannel):
         self.item_ids = np.array([], dtype=object)  # rows of self.vectors
         self.vectors = np.zeros((0, 0), np.float32)
         self.index_rows = np.zeros(0, np.int64)  # index position -> row of self.vectors
+        self._index_items = np.zeros(0, np.int64)  # index position -> position in self.vocab
         self.index: faiss.Index | None = None
         self._row: dict[str, int] = {}
 
@@ -188,15 +191,21 @@ class Embedding(RecallChannel):
             return None
         return self.vectors[rows].mean(axis=0, keepdims=True).astype(np.float32)
 
-    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList:
+    def item_arrays(self) -> list[np.ndarray]:
+        return [*super().item_arrays(), self.item_ids]
+
+    def use_vocab(self, vocab: ItemVocab) -> None:
+        super().use_vocab(vocab)
+        self._index_items = vocab.positions(self.item_ids[self.index_rows])  # index position -> vocab
+
+    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> Hits:
         query = self.user_vector(ctx.history)
         if query is None or self.index is None:
-            return []
+            return NO_HITS
         want = min(k + len(ctx.exclude), len(self.index_rows))
         scores, pos = self.index.search(query, want)
         ok = pos[0] >= 0
-        ids = self.item_ids[self.index_rows[pos[0][ok]]]
-        return top_k(ids, scores[0][ok], k, ctx.exclude)
+        return top_k(self._index_items[pos[0][ok]], scores[0][ok], k, ctx.excluded(self.vocab))
 
     def _save_arrays(self, directory: Path) -> None:
         np.save(directory / "vectors.npy", self.vectors)

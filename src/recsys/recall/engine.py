@@ -15,8 +15,8 @@ from recsys.recall.base import RecallChannel, RecallContext
 from recsys.recall.config import RecallConfig, config_from_dict
 from recsys.recall.data import RecallData
 from recsys.recall.filtering import ExclusionFilter
-from recsys.recall.fusion import Candidate, candidate_features, fuse
-from recsys.recall.lists import RecallList
+from recsys.recall.fusion import Candidate, Candidates, candidate_features, fuse_hits
+from recsys.recall.lists import NO_HITS, Hits, ItemVocab, RecallList
 from recsys.recall.registry import CHANNELS
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,11 @@ ENGINE_FILE = "engine.json"
 
 
 class RecallEngine:
-    """Channels in config order; ``recall`` runs them (sequentially) and fuses their lists."""
+    """Channels in config order; ``recall`` runs them (sequentially) and fuses their lists.
+
+    All channels answer in one item vocabulary (``self.vocab``, shared after every fit and
+    load), so that their answers are integer arrays fusion can add up without a string in sight.
+    """
 
     def __init__(
         self,
@@ -42,6 +46,15 @@ class RecallEngine:
         self.weights = {c.name: c.weight for c in config.active}
         self.k = {c.name: c.k for c in config.active}
         self.fit_seconds: dict[str, float] = {}
+        self._share_vocab()
+
+    def _share_vocab(self) -> None:
+        """One vocabulary for all channels, and the inactive items as a mask over it."""
+        self.vocab = ItemVocab.union(a for c in self.channels for a in c.item_arrays())
+        for channel in self.channels:
+            channel.use_vocab(self.vocab)
+        self._inactive = np.zeros(len(self.vocab), bool)
+        self._inactive[self.vocab.lookup(self.exclusion.inactive)] = True
 
     @property
     def names(self) -> list[str]:
@@ -71,14 +84,15 @@ class RecallEngine:
                 self.fit_seconds[channel.name],
                 "enabled" if channel.enabled else f"disabled: {channel.disabled_reason}",
             )
+        self._share_vocab()
         return dict(self.fit_seconds)
 
-    def recall_channels(
+    def recall_hits(
         self, user_id: str, ctx: RecallContext, k_per_channel: dict[str, int] | int | None = None
-    ) -> dict[str, RecallList]:
-        """Each enabled channel's list, with the purchase/inactive filter applied."""
+    ) -> dict[str, Hits]:
+        """Each enabled channel's answer as arrays over ``self.vocab``, filtered."""
         ctx = replace(ctx, exclude=self.exclusion.exclude_for(user_id, ctx.exclude))
-        out: dict[str, RecallList] = {}
+        out: dict[str, Hits] = {}
         for channel in self.channels:
             if not channel.enabled:
                 continue
@@ -86,8 +100,32 @@ class RecallEngine:
                 k = k_per_channel
             else:
                 k = (k_per_channel or {}).get(channel.name, self.k[channel.name])
-            out[channel.name] = self.exclusion.drop_inactive(channel.recall(user_id, ctx, k))
+            out[channel.name] = self.drop_inactive(channel.recall_hits(user_id, ctx, k))
         return out
+
+    def drop_inactive(self, hits: Hits) -> Hits:
+        idx, scores = hits
+        if not len(idx):
+            return NO_HITS
+        keep = ~self._inactive[idx]
+        return (idx, scores) if keep.all() else (idx[keep], scores[keep])
+
+    def recall_channels(
+        self, user_id: str, ctx: RecallContext, k_per_channel: dict[str, int] | int | None = None
+    ) -> dict[str, RecallList]:
+        """Each enabled channel's list, with the purchase/inactive filter applied."""
+        hits = self.recall_hits(user_id, ctx, k_per_channel)
+        return {name: self.vocab.to_list(*h) for name, h in hits.items()}
+
+    def fuse(
+        self, hits: dict[str, Hits], k: int, exclude: set[str], weights: dict[str, float] | None = None
+    ) -> Candidates:
+        """The channels' ``hits`` fused with the configured method (and ``weights``, by default
+        the configured ones), best ``k`` first, none in ``exclude``."""
+        fusion = self.config.fusion
+        return fuse_hits(hits, self.vocab, self.weights if weights is None else weights, k,
+                         self.vocab.lookup(exclude), method=fusion.method,
+                         rank_offset=fusion.rank_offset)  # fmt: skip
 
     def recall(
         self,
@@ -96,16 +134,9 @@ class RecallEngine:
         k_per_channel: dict[str, int] | int | None = None,
         k: int | None = None,
     ) -> list[Candidate]:
-        results = self.recall_channels(user_id, ctx, k_per_channel)
-        fusion = self.config.fusion
-        return fuse(
-            results,
-            self.weights,
-            fusion.k if k is None else k,
-            self.exclusion.exclude_for(user_id, ctx.exclude),
-            method=fusion.method,
-            rank_offset=fusion.rank_offset,
-        )
+        hits = self.recall_hits(user_id, ctx, k_per_channel)
+        exclude = self.exclusion.exclude_for(user_id, ctx.exclude)
+        return self.fuse(hits, self.config.fusion.k if k is None else k, exclude)
 
     def candidate_features(self, candidates: list[Candidate]) -> tuple[list[str], np.ndarray]:
         """Ranker features of ``candidates``: a column pair per configured channel (disabled

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.recall.data import RecallData
-from recsys.recall.lists import RecallList
 
 
 @dataclass
@@ -31,12 +30,10 @@ class ExclusionFilter:
         """Items ``user_id`` already bought, plus ``extra``: small, so channels can skip them.
 
         Inactive items are not merged in: that set can be catalogue-sized, channels never
-        publish them (their fit masks inactive targets), and ``drop_inactive`` catches the rest.
+        publish them (their fit masks inactive targets), and ``RecallEngine.drop_inactive``
+        catches the rest.
         """
         return self.purchased.get(user_id, set()) | (extra or set())
-
-    def drop_inactive(self, items: RecallList) -> RecallList:
-        return [pair for pair in items if pair[0] not in self.inactive] if self.inactive else items
 
     def allowed(self, user_id: str, item_id: str) -> bool:
         return item_id not in self.inactive and item_id not in self.purchased.get(user_id, ())

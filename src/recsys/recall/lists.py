@@ -8,7 +8,6 @@ depend on the order items happened to be indexed in (and survives a save/load ro
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,55 @@ import scipy.sparse as sp
 from recsys.errors import InvalidInput
 
 RecallList = list[tuple[str, float]]
+Hits = tuple[np.ndarray, np.ndarray]  # (positions in an ItemVocab, float64 scores), best first
+NO_HITS: Hits = (np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+
+class ItemVocab:
+    """Sorted, distinct item ids: what recall channels answer in (positions, not strings).
+
+    A ``RecallEngine`` gives all its channels one vocabulary, so that their answers can be
+    fused as integer arrays; positions follow id order, which keeps every tie-break by item id.
+    """
+
+    def __init__(self, ids: np.ndarray | list[str]) -> None:
+        self.ids = np.asarray(ids, dtype=object)
+        if len(self.ids) > 1 and not (self.ids[:-1] < self.ids[1:]).all():
+            raise InvalidInput("recall: an item vocabulary must hold sorted, distinct item ids")
+        self._position: dict[str, int] | None = None  # built on first use: big catalogues
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def union(cls, arrays: Iterable[np.ndarray]) -> ItemVocab:
+        parts = [np.asarray(a, dtype=object) for a in arrays]
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return cls(parts[0])  # a list vocabulary already is sorted and distinct
+        return cls(np.unique(np.concatenate(parts)) if parts else np.array([], dtype=object))
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """Positions of ``ids``, each of which must be in the vocabulary (vectorized: load time)."""
+        ids = np.asarray(ids, dtype=object)
+        if not len(ids):
+            return np.zeros(0, np.int64)
+        pos = np.searchsorted(self.ids, ids).astype(np.int64)
+        if (pos >= len(self.ids)).any() or (self.ids[np.minimum(pos, len(self.ids) - 1)] != ids).any():
+            raise InvalidInput("recall: item ids outside the vocabulary")
+        return pos
+
+    def lookup(self, ids: Iterable[str]) -> np.ndarray:
+        """Sorted positions of those ``ids`` that are in the vocabulary (per request: a dict)."""
+        if self._position is None:
+            self._position = {str(i): n for n, i in enumerate(self.ids.tolist())}
+        get = self._position.get
+        found = [p for p in map(get, ids) if p is not None]
+        return np.unique(np.asarray(found, np.int64))
+
+    def to_list(self, idx: np.ndarray, scores: np.ndarray) -> RecallList:
+        ids = map(str, self.ids[idx].tolist())
+        return list(zip(ids, np.asarray(scores, np.float64).tolist(), strict=True))
 
 
 @dataclass
@@ -90,6 +138,13 @@ class RankedLists:
         idx, sc = self.get(key)
         return [(str(self.vocab[i]), float(s)) for i, s in zip(idx, sc, strict=True)]
 
+    def with_vocab(self, vocab: ItemVocab) -> RankedLists:
+        """The same lists over ``vocab``, a sorted superset of this vocabulary (order kept)."""
+        if self.vocab is vocab.ids:
+            return self
+        items = vocab.positions(self.vocab)[self.items]
+        return RankedLists(vocab.ids, self.keys, self.indptr, items, self.scores)
+
     def to_dict(self) -> dict[str, RecallList]:
         sizes = np.diff(self.indptr)
         return {key: self.get_list(key) for key, size in zip(self.keys, sizes, strict=True) if size}
@@ -130,38 +185,34 @@ def accumulate(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
     return uniq, np.bincount(inv, weights=sc, minlength=len(uniq))
 
 
-def top_k(
-    ids: np.ndarray, scores: np.ndarray, k: int, exclude: set[str], id_order: np.ndarray | None = None
-) -> RecallList:
-    """The ``k`` best (id, score) by descending score then id, skipping ``exclude``.
+def member(idx: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """``np.isin(idx, among)`` for a small sorted ``among``: a binary search per entry, a few
+    array calls where ``isin`` makes dozens (its fixed cost dominates a request's small arrays)."""
+    at = np.searchsorted(among, idx)
+    at[at == len(among)] = 0
+    return among[at] == idx
 
-    ``id_order``: integers in the same order as ``ids`` (the indices into a sorted vocabulary
-    that ``ids`` were taken from), which break ties without comparing strings.
+
+def top_k(idx: np.ndarray, scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> Hits:
+    """The ``k`` best (index, score) by descending score then index, none in ``exclude``.
+
+    ``idx`` are positions in a sorted item vocabulary (``ItemVocab``), so index order is id
+    order and ties break by item id without comparing strings. ``exclude``: sorted indices.
     """
-    if k <= 0 or len(ids) == 0:
-        return []
-    ids = np.asarray(ids, dtype=object)
+    idx = np.asarray(idx, np.int64)
     scores = np.asarray(scores, np.float64)
-    want = k + len(exclude)
-    if len(ids) > want:
+    if k <= 0 or len(idx) == 0:
+        return idx[:0], scores[:0]
+    if exclude is not None and len(exclude):
+        keep = ~member(idx, exclude)
+        idx, scores = idx[keep], scores[keep]
+    if len(idx) > k:
         # keep every item tied with the cut-off score so the id tie-break stays exact
-        cut = np.partition(scores, len(scores) - want)[len(scores) - want]
+        cut = np.partition(scores, len(scores) - k)[len(scores) - k]
         keep = scores >= cut
-        ids, scores = ids[keep], scores[keep]
-        id_order = None if id_order is None else np.asarray(id_order)[keep]
-    order = np.lexsort((ids.astype(str) if id_order is None else id_order, -scores))
-    # whole-array tolist() then plain Python: per-element numpy indexing is several times slower
-    ranked = zip(ids[order].tolist(), scores[order].tolist(), strict=True)
-    if not exclude:
-        return [(str(i), s) for i, s in itertools.islice(ranked, k)]
-    out: RecallList = []
-    for item, score in ranked:
-        if item in exclude:
-            continue
-        out.append((str(item), score))
-        if len(out) == k:
-            break
-    return out
+        idx, scores = idx[keep], scores[keep]
+    order = np.lexsort((idx, -scores))[:k]
+    return idx[order], scores[order]
 
 
 def sparse_topn(

@@ -18,6 +18,7 @@ from pydantic import Field
 from recsys.recall.base import (
     ChannelParams,
     HistoryParams,
+    Hits,
     RecallChannel,
     RecallContext,
     history_weights,
@@ -25,7 +26,7 @@ from recsys.recall.base import (
     save_map,
 )
 from recsys.recall.data import RecallData
-from recsys.recall.lists import RankedLists, RecallList, accumulate, top_k
+from recsys.recall.lists import RankedLists, accumulate, top_k
 
 
 class GroupPopularity(RecallChannel):
@@ -81,13 +82,13 @@ class GroupPopularity(RecallChannel):
         total = sum(mass.values())
         return {g: m / total for g, m in mass.items()} if total else {}
 
-    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList:
+    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> Hits:
         parts = []
         for group, w in sorted(self.affinity(user_id, ctx).items()):
             idx, sc = self.lists.get(self.key_prefix + group)
             parts.append((idx, sc.astype(np.float64) * w))
         idx, score = accumulate(parts)
-        return top_k(self.lists.vocab[idx], score, k, ctx.exclude, id_order=idx)
+        return top_k(idx, score, k, ctx.excluded(self.vocab))
 
     def _save_arrays(self, directory: Path) -> None:
         save_map(directory / "item_group.parquet", self.item_group, "group")
@@ -148,7 +149,7 @@ class Popular(GroupPopularity):
         self.stats.update(groups=len(self.lists) - 1)
         return None
 
-    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> RecallList:
+    def _recall(self, user_id: str, ctx: RecallContext, k: int) -> Hits:
         share = self.affinity(user_id, ctx)
         boost = self.params.category_boost  # type: ignore[attr-defined]
         keys = [self.GLOBAL] + [self.key_prefix + g for g in sorted(share)]
@@ -162,7 +163,7 @@ class Popular(GroupPopularity):
         shares = np.array([share.get(g, 0.0) for g in names] + [0.0])
         factor = 1.0 + boost * shares[codes[idx]]
         scores = np.fromiter(pops.values(), np.float64, len(pops)) * factor
-        return top_k(self.lists.vocab[idx], scores, k, ctx.exclude, id_order=idx)
+        return top_k(idx, scores, k, ctx.excluded(self.vocab))
 
     def _vocab_groups(self) -> tuple[np.ndarray, list[str]]:
         """Each list-vocabulary item's group code, and the group names; built on first use."""
