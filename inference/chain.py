@@ -46,7 +46,7 @@ from recsys.recall.lists import Hits
 from recsys.steps.common import HISTORIES_FILE
 from recsys.steps.features import read_features
 from recsys.steps.sync import HISTORY_CHANNEL
-from recsys.store import FallbackStore, Lookup, OnlineStore
+from recsys.store import FallbackStore, Lookup, OnlineStore, UserView
 from recsys.store.cache import ItemVectorCache
 
 log = logging.getLogger("kserve.recsys.chain")
@@ -97,10 +97,11 @@ class Bundle:
             self.item_cache = ItemVectorCache(self.version, len(items), cache_items)
         return self
 
-    def lookup(self, store: OnlineStore, user_id: str, item_ids: list[str]) -> Lookup:
+    def lookup(self, store: OnlineStore, user_id: str, item_ids: list[str], user: UserView | None) -> Lookup:
+        """Vectors of the user and of ``item_ids``; ``user``: the user's vector already read."""
         if self.item_cache is None:
             return store.lookup(user_id, item_ids, self.version)
-        return self.item_cache.lookup(store, user_id, item_ids)
+        return self.item_cache.lookup(store, user_id, item_ids, user)
 
     def _popular(self) -> list[tuple[str, float]]:
         """The last resort list, computed once: the popular channel for a user with no history."""
@@ -243,9 +244,10 @@ class Chain:
         off by the store's own socket timeout, after which the fallback answers (counted as
         ``timeouts{stage="store"}`` by the store's hook)."""
         start = time.perf_counter()
-        try:
-            lists = self.store.recall(HISTORY_CHANNEL, [req.user_id], b.version)
-            history = [item for item, _ in lists.get(req.user_id, [])]
+        view: UserView | None = None
+        try:  # one read for the history and the user's vector
+            view = self.store.user_view(req.user_id, HISTORY_CHANNEL, b.version)
+            history = [item for item, _ in view.recall]
         except RecsysError as e:
             log.warning("history of %s unavailable: %s", req.user_id, e)
             history = []
@@ -261,7 +263,7 @@ class Chain:
             return self._popular(b, req)
         ids = cands.ids
         try:
-            lookup = b.lookup(self.store, req.user_id, ids)
+            lookup = b.lookup(self.store, req.user_id, ids, view)
         except RecsysError as e:
             log.warning("store lookup failed, recall order: %s", e)
             degraded.append((2, "store"))

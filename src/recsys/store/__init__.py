@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from recsys.errors import ConfigError
-from recsys.store.base import FeatureBlock, Lookup, OnlineStore, StoreConfig, StoreSnapshot, redact
+from recsys.store.base import FeatureBlock, Lookup, OnlineStore, StoreConfig, StoreSnapshot, UserView, redact
 from recsys.store.fallback import FallbackStore
 
 
@@ -62,6 +62,7 @@ __all__ = [
     "FallbackStore",
     "FeatureBlock",
     "Lookup",
+    "UserView",
     "OnlineStore",
     "StoreConfig",
     "StoreSnapshot",

@@ -65,6 +65,17 @@ class Lookup:
     served_by: str
 
 
+@dataclass
+class UserView:
+    """What serving reads about one user before recall: the vector and one recall list (the
+    user's history), of one version."""
+
+    version: str
+    user: np.ndarray | None
+    recall: RecallList
+    served_by: str
+
+
 class StoreConfig(BaseModel):
     """Options every backend shares; ``open_store(url, **options)`` validates them."""
 
@@ -113,6 +124,13 @@ class OnlineStore(ABC):
     @abstractmethod
     def recall(self, channel: str, keys: list[str], version: str | None = None) -> dict[str, RecallList]:
         """Every requested key, with ``[]`` for keys the channel lacks."""
+
+    def user_view(self, user_id: str, channel: str, version: str) -> UserView:
+        """The user's vector and ``channel``'s list for the user, of ``version``. A backend that
+        can read both in one round trip overrides this (serving calls it on every request)."""
+        history = self.recall(channel, [user_id], version)[user_id]
+        lookup = self.lookup(user_id, [], version)
+        return UserView(version=lookup.version, user=lookup.user, recall=history, served_by=lookup.served_by)
 
     @abstractmethod
     def prune(self, keep: int) -> list[str]:

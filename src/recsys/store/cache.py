@@ -2,9 +2,10 @@
 
 A version's vectors never change once published (``publish`` writes a version completely, then
 ``activate`` switches to it), so a cached row can never be stale: serving caches the rows of the
-version it serves and asks the store only for items it has not seen yet, plus the user's vector,
-which is always read. A new bundle (a new version) gets a new cache. Items the store does not
-hold under the version are remembered as missing too.
+version it serves and asks the store only for items it has not seen yet, plus the user's vector
+unless the caller read it already (``user``: serving reads it with the history, ``user_view``),
+in which case a lookup of cached items makes no store call at all. A new bundle (a new version)
+gets a new cache. Items the store does not hold under the version are remembered as missing too.
 
 Bounded: at ``max_items`` rows the cache starts over (one full lookup's cost, no per-read
 bookkeeping); the default (100k rows of ~100 float32 = ~40 MB) holds a mid-size catalogue.
@@ -17,7 +18,7 @@ import threading
 import numpy as np
 
 from recsys.errors import InvalidInput
-from recsys.store.base import Lookup, OnlineStore
+from recsys.store.base import Lookup, OnlineStore, UserView
 
 MISSING = -1  # the store has no vector for the item under this version
 
@@ -36,12 +37,20 @@ class ItemVectorCache:
     def __len__(self) -> int:
         return len(self._slot)
 
-    def lookup(self, store: OnlineStore, user_id: str, item_ids: list[str]) -> Lookup:
-        """``store.lookup(user_id, item_ids, version)``, with known items answered from memory.
-        The store is read without the lock held, so concurrent requests do not wait for each other."""
+    def lookup(
+        self, store: OnlineStore, user_id: str, item_ids: list[str], user: UserView | None = None
+    ) -> Lookup:
+        """``store.lookup(user_id, item_ids, version)``, with known items answered from memory
+        and the user's vector from ``user`` when given. The store is read without the lock held,
+        so concurrent requests do not wait for each other."""
         slot = self._slot
         missing = [i for i in dict.fromkeys(item_ids) if i not in slot]
-        fresh = store.lookup(user_id, missing, self.version)
+        if missing or user is None:
+            fresh = store.lookup(user_id, missing, self.version)
+            if user is not None:  # the vector read with the history is this request's
+                fresh.user = user.user
+        else:
+            fresh = Lookup(self.version, user.user, self._rows[:0], np.zeros(0, bool), user.served_by)
         with self._lock:
             if missing:
                 self._add(missing, fresh.items, fresh.found)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from recsys.errors import StoreUnavailable
 from recsys.resilience import CircuitBreaker
-from recsys.store.base import Lookup, OnlineStore, Progress, RecallList, StoreSnapshot
+from recsys.store.base import Lookup, OnlineStore, Progress, RecallList, StoreSnapshot, UserView
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,6 +100,9 @@ class FallbackStore(OnlineStore):
 
     def recall(self, channel: str, keys: list[str], version: str | None = None) -> dict[str, RecallList]:
         return self._read(lambda s: s.recall(channel, keys, version))
+
+    def user_view(self, user_id: str, channel: str, version: str) -> UserView:
+        return self._read(lambda s: s.user_view(user_id, channel, version))
 
     def prune(self, keep: int) -> list[str]:
         dropped = self.primary.prune(keep)

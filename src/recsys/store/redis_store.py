@@ -41,6 +41,7 @@ from recsys.store.base import (
     RecallList,
     StoreConfig,
     StoreSnapshot,
+    UserView,
     check_entity,
     check_keep,
     check_name,
@@ -280,6 +281,23 @@ class RedisStore(OnlineStore):
             except UnicodeEncodeError as e:
                 raise InvalidInput(f"store: recall keys must be valid unicode: {e}") from e
         return {k: [] if b is None else decode_recall(b) for k, b in zip(keys, values[1:], strict=True)}
+
+    def user_view(self, user_id: str, channel: str, version: str) -> UserView:
+        """One MGET: dims, the user's vector and the user's list of ``channel``."""
+        check_name("recall channel", channel)
+
+        def keys(v: str) -> list[bytes]:
+            return [self._key(v, "u:") + user_id.encode(), self._key(v, f"r:{channel}:") + user_id.encode()]
+
+        with self._guard("user_view"):
+            try:
+                v, values = self._fetch(version, keys)
+            except UnicodeEncodeError as e:
+                raise InvalidInput(f"store: user ids must be valid unicode: {e}") from e
+        user_dim = int(values[0].split(b",")[0])
+        user = None if values[1] is None else decode_vector(values[1], user_dim)
+        history = [] if values[2] is None else decode_recall(values[2])
+        return UserView(version=v, user=user, recall=history, served_by=self.name)
 
     def active_version(self) -> str | None:
         with self._guard("active_version"):
