@@ -8,6 +8,7 @@ function registered in ``CROSS_FUNCTIONS`` plus one entry in config/features.yam
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -16,37 +17,60 @@ from recsys.features.registry import FeatureRegistry
 
 
 class Pair:
-    """Column access to aligned user and item vectors (users may be one row, broadcast)."""
+    """Column access to aligned user and item vectors. Users may be one row (serving: one user
+    x ~300 candidates): a user column is then a scalar and a user block one row, which numpy
+    broadcasts for free; materializing them per candidate cost more than the arithmetic."""
 
-    def __init__(self, users: np.ndarray, items: np.ndarray, ucols: dict[str, int], icols: dict[str, int]):
+    def __init__(self, users: np.ndarray, items: np.ndarray, layout: Layout) -> None:
         self.n = items.shape[0]
         self._u = users.astype(np.float64, copy=False)
         self._i = items.astype(np.float64, copy=False)
-        self._ucols, self._icols = ucols, icols
+        self._layout = layout
+        self.one_user = self._u.shape[0] == 1
+        self.cache: dict[str, Any] = {}  # values two features share, computed once per Pair
 
     def u(self, name: str) -> np.ndarray:
-        col = self._u[:, self._ucols[name]]
-        return np.broadcast_to(col, (self.n,)) if col.shape[0] == 1 else col
+        """A user column: (n,), or a 0-d value for one user row."""
+        col = self._layout.ucols[name]
+        return self._u[0, col] if self.one_user else self._u[:, col]
 
     def i(self, name: str) -> np.ndarray:
-        return self._i[:, self._icols[name]]
-
-    @staticmethod
-    def _block(cols: dict[str, int], name: str) -> tuple[int, int]:
-        """(first column, width) of the vector feature ``name[0..dim)``; its parts are adjacent."""
-        start, dim = cols[f"{name}[0]"], 1
-        while f"{name}[{dim}]" in cols:
-            dim += 1
-        return start, dim
+        return self._i[:, self._layout.icols[name]]
 
     def ublock(self, name: str) -> np.ndarray:
-        start, dim = self._block(self._ucols, name)
-        block = self._u[:, start : start + dim]
-        return np.broadcast_to(block, (self.n, dim)) if block.shape[0] == 1 else block
+        """A user vector feature: (n, dim), or (1, dim) for one user row."""
+        start, dim = self._layout.ublocks[name]
+        return self._u[:, start : start + dim]
+
+    def ucolumns(self, names: list[str]) -> np.ndarray:
+        """User columns side by side: (n, len(names)), or (1, len(names)) for one user row."""
+        return self._u[:, [self._layout.ucols[n] for n in names]]
 
     def iblock(self, name: str) -> np.ndarray:
-        start, dim = self._block(self._icols, name)
+        start, dim = self._layout.iblocks[name]
         return self._i[:, start : start + dim]
+
+
+class Layout:
+    """Where each feature sits in the user and item vectors, worked out once per registry."""
+
+    def __init__(self, user_columns: list[str], item_columns: list[str]) -> None:
+        self.ucols = {c: i for i, c in enumerate(user_columns)}
+        self.icols = {c: i for i, c in enumerate(item_columns)}
+        self.ublocks = self._blocks(self.ucols)
+        self.iblocks = self._blocks(self.icols)
+
+    @staticmethod
+    def _blocks(cols: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """(first column, width) of each vector feature ``name[0..dim)``; its parts are adjacent."""
+        out: dict[str, tuple[int, int]] = {}
+        for column, index in cols.items():
+            if column.endswith("[0]"):
+                name, dim = column[:-3], 1
+                while f"{name}[{dim}]" in cols:
+                    dim += 1
+                out[name] = (index, dim)
+        return out
 
 
 CrossFn = Callable[[Pair], np.ndarray]
@@ -62,10 +86,12 @@ def cross(name: str) -> Callable[[CrossFn], CrossFn]:
 
 
 def _pick(block: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """block[row, index[row]], 0 where the index is out of range (unknown bucket)."""
+    """block[row, index[row]] (one block row: block[0, index[row]]), 0 where the index is out
+    of range (unknown bucket)."""
     idx = index.astype(np.int64)
     ok = (idx >= 0) & (idx < block.shape[1])
-    picked = np.take_along_axis(block, np.where(ok, idx, 0)[:, None], axis=1)[:, 0]
+    safe = np.where(ok, idx, 0)
+    picked = block[0, safe] if block.shape[0] == 1 else np.take_along_axis(block, safe[:, None], axis=1)[:, 0]
     return np.where(ok, picked, 0.0)
 
 
@@ -87,8 +113,7 @@ def _same_industry(p: Pair) -> np.ndarray:
 
 @cross("cross_price_band_affinity")
 def _price_band_affinity(p: Pair) -> np.ndarray:
-    bands = np.stack([p.u(f"user_price_band_pref_{b}") for b in range(5)], axis=1)
-    return _pick(bands, p.i("item_price_band"))
+    return _pick(p.ucolumns([f"user_price_band_pref_{b}" for b in range(5)]), p.i("item_price_band"))
 
 
 @cross("cross_price_gap_z")
@@ -103,10 +128,15 @@ def _price_ratio(p: Pair) -> np.ndarray:
 
 
 def _tag_prefs(p: Pair) -> tuple[np.ndarray, np.ndarray]:
-    tags = p.iblock("item_tag_buckets")
-    valid = tags >= 0
-    prefs = np.take_along_axis(p.ublock("user_tag_pref"), np.where(valid, tags, 0).astype(np.int64), axis=1)
-    return np.where(valid, prefs, 0.0), valid
+    """The user's preference for each of the item's tags (0 for no tag), and which are tags."""
+    if "tag_prefs" not in p.cache:
+        tags = p.iblock("item_tag_buckets")
+        valid = tags >= 0
+        safe = np.where(valid, tags, 0).astype(np.int64)
+        pref = p.ublock("user_tag_pref")
+        prefs = pref[0, safe] if pref.shape[0] == 1 else np.take_along_axis(pref, safe, axis=1)
+        p.cache["tag_prefs"] = (np.where(valid, prefs, 0.0), valid)
+    return p.cache["tag_prefs"]
 
 
 @cross("cross_tag_affinity")
@@ -144,17 +174,18 @@ class CrossFeatures:
             raise ConfigError(f"feature registry: cross feature(s) not declared: {', '.join(undeclared)}")
         self.user_columns = registry.vector_columns("user")
         self.item_columns = registry.vector_columns("item")
-        self._ucols = {c: i for i, c in enumerate(self.user_columns)}
-        self._icols = {c: i for i, c in enumerate(self.item_columns)}
-        self._user_scalars = [self._ucols[f.name] for f in registry.entity("user", kind="scalar")]
-        self._item_scalars = [self._icols[f.name] for f in registry.entity("item", kind="scalar")]
+        self.layout = Layout(self.user_columns, self.item_columns)
+        self._user_scalars = [self.layout.ucols[f.name] for f in registry.entity("user", kind="scalar")]
+        self._item_scalars = [self.layout.icols[f.name] for f in registry.entity("item", kind="scalar")]
         self.ranker_columns = registry.ranker_columns
 
     def compute(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(n, n_cross) float32; ``users`` is (n, du) or (1, du) for one user."""
-        pair = Pair(np.atleast_2d(users), np.atleast_2d(items), self._ucols, self._icols)
-        cols = [CROSS_FUNCTIONS[name](pair) for name in self.names]
-        return np.stack(cols, axis=1).astype(np.float32) if cols else np.zeros((pair.n, 0), np.float32)
+        pair = Pair(np.atleast_2d(users), np.atleast_2d(items), self.layout)
+        out = np.empty((pair.n, len(self.names)), np.float32)
+        for j, name in enumerate(self.names):
+            out[:, j] = CROSS_FUNCTIONS[name](pair)  # a 0-d value (one user) fills its column
+        return out
 
     @property
     def n_user_columns(self) -> int:
