@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 
 import kserve
 from fastapi import FastAPI
 from kserve.protocol.rest import server as rest_server
+from kserve.protocol.rest.multiprocess.server import RESTServerProcess
 
 from inference.dataplane import V2DataPlane
 
@@ -67,6 +69,35 @@ def _serves_infer(route: object) -> bool:
 
 
 rest_server.RESTServer._register_endpoints = _register_endpoints  # type: ignore[method-assign]
+
+
+WORKER_START_SECONDS = 300.0
+_kserve_is_alive = RESTServerProcess.is_alive
+
+
+def _is_alive(self: RESTServerProcess, timeout: float = 5) -> bool:
+    """KServe's worker health check, with time for the worker to start. KServe pings each
+    ``--workers`` process every 0.5 s from the moment it is spawned and kills it when no pong
+    comes within 5 s; but a worker answers only once it has unpickled its model, which for us
+    means building it (bundle, recall engine, store connections). A start slower than 5 s (seen
+    at 6-9 s on a slow 2-vCPU VM, 2026-11-29) was killed and respawned, forever: 230 restarts in
+    30 minutes, one worker serving alone. Until its first pong a worker gets
+    ``WORKER_START_SECONDS``, checked without blocking (KServe's check blocks the parent's event
+    loop, which also serves gRPC, for up to 5 s); after it, KServe's check as it is."""
+    if getattr(self, "_recsys_started", False) or not self._process.is_alive():
+        return _kserve_is_alive(self, timeout)
+    first_ping = getattr(self, "_recsys_first_ping", None)
+    if first_ping is None:
+        self._parent_conn.send(b"ping")
+        self._recsys_first_ping = first_ping = time.monotonic()
+    if self._parent_conn.poll(0):
+        self._parent_conn.recv()
+        self._recsys_started = True
+        return True
+    return time.monotonic() - first_ping < WORKER_START_SECONDS
+
+
+RESTServerProcess.is_alive = _is_alive  # type: ignore[method-assign]
 
 
 def model_server(args: argparse.Namespace) -> kserve.ModelServer:
