@@ -18,6 +18,7 @@ from kserve.protocol.rest import server as rest_server
 from kserve.protocol.rest.multiprocess.server import RESTServerProcess
 
 from inference.dataplane import V2DataPlane
+from inference.fast_infer import InferFastPath
 
 PER_REQUEST_LOGGERS = ("uvicorn.access", "kserve.trace")
 
@@ -37,6 +38,9 @@ _kserve_add_middlewares = rest_server.RESTServer._add_middlewares
 
 
 def _add_middlewares(self: rest_server.RESTServer, app: FastAPI) -> None:
+    # the v2 infer route's fast path first: the innermost, so KServe's timing and access-log
+    # middlewares (when on) still see every request
+    app.add_middleware(InferFastPath, fastapi_app=app, dataplane=self.dataplane)
     if _keep_timing_middleware[0] or self.access_log_format:
         _kserve_add_middlewares(self, app)
 
