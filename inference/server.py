@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import time
 
 import kserve
 from fastapi import FastAPI
 from kserve.protocol.rest import server as rest_server
 from kserve.protocol.rest.multiprocess.server import RESTServerProcess
+from prometheus_client import multiprocess
 
 from inference.dataplane import V2DataPlane
 from inference.fast_infer import InferFastPath
@@ -87,9 +89,22 @@ def _is_alive(self: RESTServerProcess, timeout: float = 5) -> bool:
     at 6-9 s on a slow 2-vCPU VM, 2026-11-29) was killed and respawned, forever: 230 restarts in
     30 minutes, one worker serving alone. Until its first pong a worker gets
     ``WORKER_START_SECONDS``, checked without blocking (KServe's check blocks the parent's event
-    loop, which also serves gRPC, for up to 5 s); after it, KServe's check as it is."""
+    loop, which also serves gRPC, for up to 5 s); after it, KServe's check as it is.
+
+    A worker found dead or unresponsive (KServe then kills and replaces it) is marked dead for
+    Prometheus' multi-process mode, so its ``live*`` gauges (pool queues, connections) stop
+    counting; KServe never does this."""
     if getattr(self, "_recsys_started", False) or not self._process.is_alive():
-        return _kserve_is_alive(self, timeout)
+        alive = _kserve_is_alive(self, timeout)
+    else:
+        alive = _starting(self)
+    if not alive and os.environ.get("PROMETHEUS_MULTIPROC_DIR") and self._process.pid is not None:
+        multiprocess.mark_process_dead(self._process.pid)
+    return alive
+
+
+def _starting(self: RESTServerProcess) -> bool:
+    """A worker not yet started: alive while it answers within ``WORKER_START_SECONDS``."""
     first_ping = getattr(self, "_recsys_first_ping", None)
     if first_ping is None:
         self._parent_conn.send(b"ping")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import pytest
 from kserve.protocol.rest.multiprocess.server import RESTServerProcess
@@ -58,14 +59,24 @@ def test_a_starting_worker_is_alive_without_blocking_then_checked_as_kserve_does
 
 
 def test_a_worker_that_never_starts_is_given_up_after_the_start_budget(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(server, "WORKER_START_SECONDS", 0.5)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     process = _process(start_seconds=60)
+    pid = process._process.pid
+    # what a worker's live gauges leave in the multi-process directory (prometheus_client's names)
+    live = [tmp_path / f"gauge_livesum_{pid}.db", tmp_path / f"gauge_liveall_{pid}.db"]
+    kept = [tmp_path / f"counter_{pid}.db", tmp_path / "gauge_livesum_1.db"]
+    for f in live + kept:
+        f.write_bytes(b"")
     try:
         assert process.is_alive()
+        assert all(f.exists() for f in live)
         time.sleep(0.7)
         assert not process.is_alive()
+        # given up: marked dead for Prometheus, so /metrics stops adding its live gauges
+        assert not any(f.exists() for f in live) and all(f.exists() for f in kept)
         process._process.kill()
         process._process.join(10)
         assert not process.is_alive()  # a dead process is dead, started or not
