@@ -312,8 +312,7 @@ class Chain:
         other jobs take the rest; a channel unfinished at the deadline is dropped and counted.
         """
         engine = b.recall
-        exclude = engine.exclusion.exclude_for(user_id, ctx.exclude)
-        ctx = replace(ctx, exclude=exclude)
+        ctx = replace(ctx, exclude=engine.exclusion.exclude_for(user_id, ctx.exclude))
         channels = [c for c in engine.channels if c.enabled]
         waiting = deque(channels)
         done: dict[str, Hits | BaseException] = {}  # filled by the jobs; read once, at the end
@@ -345,7 +344,7 @@ class Chain:
                 metrics.CHANNEL_ERRORS.labels(channel=channel.name).inc()
             else:
                 results[channel.name] = engine.drop_inactive(out)
-        return engine.fuse(results, self.candidates, exclude, {**engine.weights, **variant.recall_weights})
+        return engine.fuse(results, self.candidates, ctx, {**engine.weights, **variant.recall_weights})
 
     def _top(self, req: Request, cands: Candidates, scores: np.ndarray, cats: np.ndarray,
              version: str) -> Result:  # fmt: skip

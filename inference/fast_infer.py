@@ -95,13 +95,13 @@ class InferFastPath:
             model_name=name, response=response, headers=headers, req_attributes={}
         )
         if not isinstance(content, bytes):
-            return await self._fallback_encode(content, response_headers | encoded_headers)
+            return self._fallback_encode(content, response_headers | encoded_headers)
         response_headers.update(encoded_headers)
         response_headers.pop("content-length", None)  # as KServe: stale lower-case spellings go
         response_headers.pop("content-type", None)
         return content, response_headers
 
-    async def _fallback_encode(self, content: Any, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    def _fallback_encode(self, content: Any, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
         """KServe's way for a response dict: its pydantic model, serialized by FastAPI."""
         headers.pop("content-length", None)
         headers.pop("content-type", None)

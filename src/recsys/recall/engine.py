@@ -118,13 +118,14 @@ class RecallEngine:
         return {name: self.vocab.to_list(*h) for name, h in hits.items()}
 
     def fuse(
-        self, hits: dict[str, Hits], k: int, exclude: set[str], weights: dict[str, float] | None = None
+        self, hits: dict[str, Hits], k: int, ctx: RecallContext, weights: dict[str, float] | None = None
     ) -> Candidates:
         """The channels' ``hits`` fused with the configured method (and ``weights``, by default
-        the configured ones), best ``k`` first, none in ``exclude``."""
+        the configured ones), best ``k`` first, none in ``ctx.exclude`` (the positions the
+        channels already looked up for it, when they ran with this ``ctx``)."""
         fusion = self.config.fusion
         return fuse_hits(hits, self.vocab, self.weights if weights is None else weights, k,
-                         self.vocab.lookup(exclude), method=fusion.method,
+                         ctx.excluded(self.vocab), method=fusion.method,
                          rank_offset=fusion.rank_offset)  # fmt: skip
 
     def recall(
@@ -135,8 +136,8 @@ class RecallEngine:
         k: int | None = None,
     ) -> list[Candidate]:
         hits = self.recall_hits(user_id, ctx, k_per_channel)
-        exclude = self.exclusion.exclude_for(user_id, ctx.exclude)
-        return self.fuse(hits, self.config.fusion.k if k is None else k, exclude)
+        ctx = replace(ctx, exclude=self.exclusion.exclude_for(user_id, ctx.exclude))
+        return self.fuse(hits, self.config.fusion.k if k is None else k, ctx)
 
     def candidate_features(self, candidates: list[Candidate]) -> tuple[list[str], np.ndarray]:
         """Ranker features of ``candidates``: a column pair per configured channel (disabled
