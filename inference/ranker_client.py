@@ -1,4 +1,4 @@
-"""The transformer's client of the predictor: v2 REST with binary tensors both ways (aiohttp).
+"""The transformer's client of the predictor: v2 REST with binary tensors both ways.
 
 Request: a JSON header (``features`` FP32 [n, d] with ``binary_data_size``, ``scores`` asked as
 binary) followed by the raw little-endian float32 rows; ``Inference-Header-Content-Length``
@@ -6,19 +6,21 @@ says where the header ends, the extension tritonclient and the predictor speak. 
 columns that are the same on every row (the user's) go once, as ``shared_features`` [1, s]
 (inference/protocol.py), when the predictor's metadata lists that input: asked once per client,
 and again after a 4xx, so that a predictor rolled back to an older version still gets the
-whole matrix. aiohttp, not
-httpx: at a few hundred requests per second httpx's per-request overhead was the transformer's
-largest single cost (13 % of its CPU in a py-spy profile).
+whole matrix. The HTTP client is ``inference/http_pool.py``: at a few hundred requests per
+second, general clients' per-request machinery was a large share of the transformer's CPU
+(httpx 13 %, later aiohttp ~12 %, in py-spy profiles).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import numpy as np
 import orjson
 
+from inference.http_pool import HttpPool, UpstreamError
 from recsys.resilience import CircuitBreaker
 
 HEADER = "Inference-Header-Content-Length"
@@ -56,23 +58,23 @@ class RankerClient:
         timeout_s: float = 0.5,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        base = host if "://" in host else f"http://{host}"
+        self.base = (host if "://" in host else f"http://{host}").rstrip("/")
         self.host = host
-        self.metadata_url = f"{base.rstrip('/')}/v2/models/{model_name}"
+        self.metadata_path = f"{urlsplit(self.base).path}/v2/models/{model_name}"
+        self.metadata_url = f"{self.base}/v2/models/{model_name}"
         self.url = f"{self.metadata_url}/infer"
+        HttpPool(self.base)  # a URL it cannot use fails here, at start-up
         self._takes_shared: bool | None = None  # None: not asked yet
         self.timeout_s = timeout_s
         self.breaker = breaker or CircuitBreaker(host, failure_threshold=5, reset_timeout_s=2.0)
-        self._session: aiohttp.ClientSession | None = None  # bound to the running loop: made on first use
+        self._pool: HttpPool | None = None  # its connections belong to one loop: made on first use
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=60),
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+    def _client(self) -> HttpPool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            self._pool, self._loop = HttpPool(self.base, limit=64), loop
+        return self._pool
 
     async def score(
         self, X: np.ndarray, schema_hash: str | None = None, shared: int = 0
@@ -101,10 +103,11 @@ class RankerClient:
     async def _predictor_takes_shared(self) -> bool:
         if self._takes_shared is None:
             try:
-                async with self._client().get(self.metadata_url) as resp:
-                    meta = orjson.loads(await resp.read()) if resp.status == 200 else {}
+                async with asyncio.timeout(self.timeout_s):
+                    answer = await self._client().request("GET", self.metadata_path)
+                meta = orjson.loads(answer.body) if answer.status == 200 else {}
                 self._takes_shared = any(i.get("name") == "shared_features" for i in meta.get("inputs", []))
-            except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
+            except (UpstreamError, TimeoutError, ValueError, AttributeError):
                 return False  # the whole matrix works with any predictor; ask again next time
         return self._takes_shared
 
@@ -125,17 +128,16 @@ class RankerClient:
             header["parameters"] = {"schema_hash": schema_hash}
         head = orjson.dumps(header)
         try:
-            async with self._client().post(
-                self.url,
-                data=b"".join([head, *chunks]),
-                headers={HEADER: str(len(head)), "Content-Type": "application/octet-stream"},
-            ) as resp:
-                body = await resp.read()
-                status, header_length = resp.status, resp.headers.get(HEADER)
+            async with asyncio.timeout(self.timeout_s):
+                answer = await self._client().request(
+                    "POST", f"{self.metadata_path}/infer", b"".join([head, *chunks]),
+                    {HEADER: str(len(head)), "Content-Type": "application/octet-stream"},
+                )  # fmt: skip
         except TimeoutError as e:
             raise PredictorTimeout(f"predictor {self.url}: no answer within {self.timeout_s} s") from e
-        except aiohttp.ClientError as e:
-            raise PredictorError(f"predictor {self.url}: {type(e).__name__}: {e}") from e
+        except UpstreamError as e:
+            raise PredictorError(f"predictor {self.url}: {e}") from e
+        status, body, header_length = answer.status, answer.body, answer.headers.get(HEADER.lower())
         if 400 <= status < 500:
             raise RejectedRequest(f"predictor {self.url}: HTTP {status}: {body[:200]!r}")
         if status != 200:
@@ -143,8 +145,8 @@ class RankerClient:
         return parse_scores(body, header_length, len(X))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
 
 def parse_scores(body: bytes, header_length: str | None, n: int) -> tuple[np.ndarray, str]:

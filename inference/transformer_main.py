@@ -178,7 +178,12 @@ def _breaker(target: str, failure_threshold: int) -> CircuitBreaker:
 
 
 def _client(target: str, host: str, model_name: str, timeout: float) -> RankerClient:
-    return RankerClient(host, model_name, timeout, _breaker(target, failure_threshold=5))
+    flags = {"champion": "--predictor_host", "shadow": "--shadow_predictor_host"}
+    flag = flags.get(target, "--predictor_hosts")
+    try:
+        return RankerClient(host, model_name, timeout, _breaker(target, failure_threshold=5))
+    except ValueError as e:
+        raise ConfigError(f"{flag}: {e}") from e
 
 
 def _bundle_source(args: argparse.Namespace, settings: Settings) -> Callable[[], Path]:
