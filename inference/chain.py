@@ -366,7 +366,7 @@ class Chain:
         return Result(
             items=[cands.ids[i] for i in picked],
             scores=[float(scores[i]) for i in picked],
-            channels=[",".join(cands.channel_names(i)) for i in picked],
+            channels=[",".join(names) for names in cands.channel_lists(picked)],
             degrade_level=0,
             model_version=version,
         )

@@ -4,7 +4,8 @@
 into a Python list while decoding (``InferRequest.from_bytes`` calls ``set_data_from_numpy(...,
 binary_data=False)``), so that a transformer could re-send it as JSON. A predictor only reads
 tensors with ``as_numpy``, which reads the raw bytes as they are. Measured on 300 x 96 FP32
-through tritonclient: the decode was 14 ms of a 21 ms request. JSON requests take KServe's path unchanged.
+through tritonclient: the decode was 14 ms of a 21 ms request. JSON requests take KServe's
+path unchanged.
 
 **JSON responses are written once, by orjson.** KServe's v2 endpoint validates the response
 dict into its pydantic ``InferenceResponse`` and FastAPI re-encodes that (``jsonable_encoder``,
@@ -12,19 +13,28 @@ then ``json.dumps``): 4 % of a transformer worker's CPU under load. The endpoint
 as they are, so ``encode`` returns the JSON bytes with their ``Content-Type`` and
 ``Content-Length``. KServe drops the lower-case spellings of those two headers from encode's
 result (it means to drop stale ones), not the capitalised ones: tests/integration/test_transformer.py
-checks the header, re-check it on a KServe upgrade. Cloud events and binary outputs take
-KServe's path unchanged.
+checks the header, re-check it on a KServe upgrade. When no output goes binary, the dict is
+built by ``json_outputs`` instead of ``InferResponse.to_rest``, which walks every BYTES element
+with ``np.nditer`` (same JSON, checked in tests/unit/test_fast_infer.py). Cloud events and
+binary outputs take KServe's path unchanged.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput
-from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
+from kserve.protocol.dataplane import DataPlane, has_binary_headers
+from kserve.protocol.infer_type import (
+    InferInput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+    to_http_parameters,
+)
 
 
 def raw_infer_request(body: bytes, json_length: int, model_name: str) -> InferRequest:
@@ -70,6 +80,42 @@ def raw_infer_request(body: bytes, json_length: int, model_name: str) -> InferRe
     )
 
 
+def json_outputs(response: InferResponse) -> dict[str, Any] | None:
+    """``response.to_rest()`` when every output is sent as JSON; None for anything else
+    (binary outputs, FP16, an output or its data missing), which KServe's path handles and
+    reports."""
+    requested = response._requested_outputs
+    if not requested and response._use_binary_outputs:
+        return None
+    outputs = []
+    for spec in requested or response.outputs:
+        out = response.get_output_by_name(spec.name) if requested else spec
+        if out is None or (requested and spec.binary_data) or out.datatype == "FP16":
+            return None
+        data = out.data
+        if isinstance(data, np.ndarray):
+            values = data.reshape(-1).tolist()
+            data = (
+                [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+                if out.datatype == "BYTES"
+                else values
+            )
+        else:  # lists (gRPC-style data), raw bytes: KServe's own conversion
+            return None
+        entry: dict[str, Any] = {"name": out.name, "shape": out.shape, "datatype": out.datatype}
+        if out.parameters:
+            parameters = {k: v for k, v in dict(out.parameters).items() if k != "binary_data_size"}
+            if parameters:
+                entry["parameters"] = to_http_parameters(parameters)
+        entry["data"] = data
+        outputs.append(entry)
+    answer = {"id": response.id, "model_name": response.model_name, "model_version": response.model_version,
+              "outputs": outputs}  # fmt: skip
+    if response.parameters:
+        answer["parameters"] = to_http_parameters(response.parameters)
+    return answer
+
+
 class V2DataPlane(DataPlane):
     def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
         json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER) if headers else None
@@ -85,6 +131,13 @@ class V2DataPlane(DataPlane):
         self, model_name: str, response: Any, headers: dict[str, str], req_attributes: dict[str, Any]
     ) -> tuple[Any, dict[str, str]]:
         v2 = isinstance(response, InferResponse)
+        cloudevent = headers and (
+            has_binary_headers(headers) or headers.get("content-type", "") == "application/cloudevents+json"
+        )
+        plain = json_outputs(response) if v2 and not cloudevent else None
+        if plain is not None:
+            body = orjson.dumps(plain, option=orjson.OPT_SERIALIZE_NUMPY)
+            return body, {"Content-Type": "application/json", "Content-Length": str(len(body))}
         body, response_headers = super().encode(model_name, response, headers, req_attributes)
         if v2 and isinstance(body, dict) and "content-type" not in response_headers:
             body = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

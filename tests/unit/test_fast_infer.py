@@ -186,3 +186,52 @@ def test_fast_path_answers_bodies_that_are_not_json_with_a_counted_400() -> None
     assert answer.status_code == 400 and "Unrecognized request format" in answer.json()["error"]
     assert rejected == [MODEL, MODEL]
     assert post(build(False, []), f"/v2/models/{MODEL}/infer", b"{not json", JSON).status_code == 422
+
+
+def responses() -> dict[str, Any]:
+    """Name -> a function making a fresh InferResponse (to_rest changes the one it reads)."""
+    from kserve.protocol.infer_type import RequestedOutput
+
+    def answer(
+        binary: bool = False, requested: list[RequestedOutput] | None = None, **kw: Any
+    ) -> InferResponse:
+        ids = np.array([b"i1", "ü2".encode()], dtype=np.object_)
+        return InferResponse(
+            response_id="r1",
+            model_name=MODEL,
+            model_version="v7",
+            infer_outputs=[
+                InferOutput("item_ids", [2], "BYTES", data=ids),
+                InferOutput("scores", [2], "FP32", data=np.array([0.1, 1 / 3], np.float32)),
+                InferOutput("level", [1], "INT32", data=np.array([2], np.int32), parameters=kw.get("p")),
+                InferOutput("names", [1, 2], "BYTES", data=np.array([["a", 5]], dtype=np.object_)),
+            ],
+            parameters={"degrade_level": 0, "experiment_variant": "b", "flag": True},
+            use_binary_outputs=binary,
+            requested_outputs=requested,
+        )
+
+    return {
+        "all json": answer,
+        "output parameters": lambda: answer(p={"unit": "level", "binary_data_size": 4}),
+        "requested as json": lambda: answer(
+            requested=[RequestedOutput("scores"), RequestedOutput("item_ids")]
+        ),
+        "requested binary": lambda: answer(requested=[RequestedOutput("scores", {"binary_data": True})]),
+        "binary outputs": lambda: answer(binary=True),
+        "json asked over binary": lambda: answer(True, [RequestedOutput("level", {"binary_data": False})]),
+    }
+
+
+@pytest.mark.parametrize("case", list(responses()))
+def test_json_outputs_is_to_rest_for_json_answers(case: str) -> None:
+    from inference.dataplane import json_outputs
+
+    make = responses()[case]
+    kserve_body, json_length = make().to_rest()
+    ours = json_outputs(make())
+    if json_length is not None:  # something goes binary: KServe's own path
+        assert ours is None
+    else:
+        assert ours is not None and json.loads(json.dumps(ours)) == json.loads(json.dumps(kserve_body))
+        assert json.dumps(ours) == json.dumps(kserve_body)  # same keys in the same order too

@@ -382,6 +382,9 @@ def test_fused_candidates_read_like_the_list_they_stand_for() -> None:
     assert list(part) == [as_list[n] for n in keep]
     np.testing.assert_array_equal(candidate_features(part, ["a", "b"])[1][:, :4], generic[keep][:, :4])
     assert [part.channel_names(n) for n in range(3)] == [sorted(as_list[n].channels) for n in keep]
+    picked = [24, 0, 11, 5]
+    assert fused.channel_lists(picked) == [sorted(as_list[n].channels) for n in picked]
+    assert fused.channel_lists([]) == [] and part.channel_lists([2]) == [part.channel_names(2)]
     assert fuse({}, {}, k=5) == [] and fuse(results, {}, k=0) == []
 
 

@@ -85,6 +85,19 @@ class Candidates(Sequence[Candidate]):
         """Names of the channels that produced candidate ``i``, sorted."""
         return sorted(self.channels[c] for c in self.entry_channel[self.entry_pos == i])
 
+    def channel_lists(self, positions: Sequence[int]) -> list[list[str]]:
+        """``channel_names`` of each of the distinct ``positions``, in a fixed number of array
+        calls (the answer's ``channels`` output: one mask per item cost more than the rest of
+        building the answer)."""
+        slot = np.full(len(self), -1, np.int64)
+        slot[np.asarray(positions, np.int64)] = np.arange(len(positions))
+        owner = slot[self.entry_pos]
+        rows = np.flatnonzero(owner >= 0)
+        names: list[list[str]] = [[] for _ in positions]
+        for o, c in zip(owner[rows].tolist(), self.entry_channel[rows].tolist(), strict=True):
+            names[o].append(self.channels[c])
+        return [sorted(n) for n in names]
+
     def take(self, positions: np.ndarray) -> Candidates:
         """The candidates at ``positions`` (in that order)."""
         positions = np.asarray(positions, np.int64)
