@@ -137,6 +137,7 @@ class Request:
     k: int = 10
     scene: str | None = None
     exclude: set[str] = field(default_factory=set)
+    request_id: str = ""  # sent on to the predictor (and the shadow) as the v2 request id
 
 
 class Chain:
@@ -224,7 +225,9 @@ class Chain:
         ranker = self.rankers.get(variant.ranker, self.rankers["champion"])
         start = time.perf_counter()
         try:
-            scores, version = await ranker.score(X, b.schema_hash, shared=b.cross.n_user_columns)
+            scores, version = await ranker.score(
+                X, b.schema_hash, shared=b.cross.n_user_columns, request_id=req.request_id
+            )
         except PredictorError as e:
             if isinstance(e, PredictorTimeout):
                 metrics.TIMEOUTS.labels(stage="predictor").inc()
@@ -234,7 +237,7 @@ class Chain:
             scores, version = cands.scores, b.version
         else:
             if self.shadow is not None:
-                self.shadow.mirror(X, b.schema_hash, scores, req.k, shared=b.cross.n_user_columns)
+                self.shadow.mirror(X, b.schema_hash, scores, req.k, b.cross.n_user_columns, req.request_id)
         STAGE["predict"].observe(time.perf_counter() - start)
         return self._top(req, cands, scores, cats, version)
 

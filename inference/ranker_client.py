@@ -77,16 +77,18 @@ class RankerClient:
         return self._pool
 
     async def score(
-        self, X: np.ndarray, schema_hash: str | None = None, shared: int = 0
+        self, X: np.ndarray, schema_hash: str | None = None, shared: int = 0, request_id: str = ""
     ) -> tuple[np.ndarray, str]:
         """(scores float32 [n], the model version that scored them); PredictorError otherwise.
-        ``shared``: X's first columns that are the same on every row (sent once if possible)."""
+        ``shared``: X's first columns that are the same on every row (sent once if possible).
+        ``request_id``: the v2 request id, so that the predictor's answer (and log) carries the
+        caller's id instead of one it makes up."""
         if not self.breaker.allow():
             raise CircuitOpen(f"predictor {self.url}: circuit open after repeated failures")
         try:
             if shared and (len(X) < 2 or not await self._predictor_takes_shared()):
                 shared = 0
-            result = await self._score(X, schema_hash, shared)
+            result = await self._score(X, schema_hash, shared, request_id)
         except PredictorError as e:
             if not isinstance(e, RejectedRequest):
                 self.breaker.record_failure()
@@ -111,7 +113,9 @@ class RankerClient:
                 return False  # the whole matrix works with any predictor; ask again next time
         return self._takes_shared
 
-    async def _score(self, X: np.ndarray, schema_hash: str | None, shared: int) -> tuple[np.ndarray, str]:
+    async def _score(
+        self, X: np.ndarray, schema_hash: str | None, shared: int, request_id: str
+    ) -> tuple[np.ndarray, str]:
         tensors = [("shared_features", X[:1, :shared]), ("features", X[:, shared:])] if shared else [
             ("features", X)]  # fmt: skip
         inputs, chunks = [], []
@@ -124,6 +128,8 @@ class RankerClient:
             "inputs": inputs,
             "outputs": [{"name": "scores", "parameters": {"binary_data": True}}],
         }
+        if request_id:
+            header["id"] = request_id
         if schema_hash:
             header["parameters"] = {"schema_hash": schema_hash}
         head = orjson.dumps(header)
@@ -142,14 +148,18 @@ class RankerClient:
             raise RejectedRequest(f"predictor {self.url}: HTTP {status}: {body[:200]!r}")
         if status != 200:
             raise PredictorError(f"predictor {self.url}: HTTP {status}: {body[:200]!r}")
-        return parse_scores(body, header_length, len(X))
+        return parse_scores(body, header_length, len(X), request_id)
 
     async def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
 
 
-def parse_scores(body: bytes, header_length: str | None, n: int) -> tuple[np.ndarray, str]:
+def parse_scores(
+    body: bytes, header_length: str | None, n: int, request_id: str = ""
+) -> tuple[np.ndarray, str]:
+    """The scores and model version of a v2 answer; an answer to another request (its id is not
+    ``request_id``) is refused rather than used."""
     try:
         length = int(header_length) if header_length is not None else len(body)
         meta = orjson.loads(body[:length])
@@ -160,8 +170,11 @@ def parse_scores(body: bytes, header_length: str | None, n: int) -> tuple[np.nda
         else:
             scores = np.asarray(out["data"], dtype=np.float32)
         version = str(meta.get("model_version") or (meta.get("parameters") or {}).get("model_version", ""))
-    except (ValueError, KeyError, StopIteration, TypeError) as e:
+        answered = meta.get("id")
+    except (ValueError, KeyError, StopIteration, TypeError, AttributeError) as e:
         raise PredictorError(f"predictor: unreadable response: {e!r}") from e
+    if request_id and answered and answered != request_id:
+        raise PredictorError(f"predictor: answer to request {answered!r} received for {request_id!r}")
     if scores.shape != (n,):
         raise PredictorError(f"predictor: {scores.shape[0]} scores for {n} rows")
     return scores.astype(np.float32), version

@@ -59,22 +59,34 @@ class ShadowMirror:
         self._rng = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def mirror(self, X: np.ndarray, schema_hash: str, served: np.ndarray, k: int, shared: int = 0) -> bool:
+    def mirror(
+        self,
+        X: np.ndarray,
+        schema_hash: str,
+        served: np.ndarray,
+        k: int,
+        shared: int = 0,
+        request_id: str = "",
+    ) -> bool:
         """Start a mirror of this ranking request if sampled and a slot is free; never waits."""
         if self._rng.random() >= self.sample_rate:
             return False
         if len(self._tasks) >= self.max_in_flight:
             metrics.SHADOW_REQUESTS.labels(result="dropped").inc()
             return False
-        task = asyncio.get_running_loop().create_task(self._run(X, schema_hash, served, k, shared))
+        task = asyncio.get_running_loop().create_task(
+            self._run(X, schema_hash, served, k, shared, request_id)
+        )
         self._tasks.add(task)  # a strong reference until done, or the task may be collected
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _run(self, X: np.ndarray, schema_hash: str, served: np.ndarray, k: int, shared: int) -> None:
+    async def _run(
+        self, X: np.ndarray, schema_hash: str, served: np.ndarray, k: int, shared: int, request_id: str
+    ) -> None:
         start = time.perf_counter()
         try:
-            shadow, _ = await self.client.score(X, schema_hash, shared)
+            shadow, _ = await self.client.score(X, schema_hash, shared, request_id)
         except PredictorError as e:
             metrics.SHADOW_REQUESTS.labels(result="error").inc()
             log.debug("shadow predictor failed: %s", e)

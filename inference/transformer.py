@@ -171,6 +171,7 @@ class RecommenderModel(kserve.Model):
 
     async def recommend(self, req: Request, request_id: str) -> tuple[Result, Variant]:
         start = time.perf_counter()
+        req.request_id = request_id
         variant = self.experiments.assign(req.user_id)
         result = await self.chain.recommend(req, variant)
         latency = time.perf_counter() - start

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 import tritonclient.http as triton
 from serving_helpers import free_port, metric, start, stop, wait_ready
@@ -168,7 +169,7 @@ def test_tritonclient_binary_scores_equal_in_process(
 def test_shared_columns_sent_once_score_the_same(server: Predictor, X: np.ndarray) -> None:
     """``shared_features`` [1, s] + ``features`` [n, d - s] is the matrix with those s columns
     on every row: the transformer's RankerClient sends the user's columns that way."""
-    from inference.ranker_client import RankerClient
+    from inference.ranker_client import PredictorError, RankerClient, parse_scores
 
     rows = X.copy()
     rows[:, :39] = X[0, :39]  # the user's columns: the same on every row
@@ -193,8 +194,21 @@ def test_shared_columns_sent_once_score_the_same(server: Predictor, X: np.ndarra
     async def ranker_client() -> tuple[np.ndarray, bool | None, bool | None]:
         ranker = RankerClient(server.url, MODEL, timeout_s=5)
         try:
-            scores, version = await ranker.score(rows, SCHEMA, shared=39)
+            scores, version = await ranker.score(rows, SCHEMA, shared=39, request_id="req-42")
             asked = ranker._takes_shared  # the metadata lists shared_features
+            # the predictor answers with the caller's id, and the client checks it
+            one = {
+                "name": "features",
+                "shape": [1, rows.shape[1]],
+                "datatype": "FP32",
+                "data": rows[0].tolist(),
+            }
+            body = orjson.dumps({"id": "req-43", "inputs": [one]})
+            json_type = {"Content-Type": "application/json"}
+            answer = await ranker._client().request("POST", f"/v2/models/{MODEL}/infer", body, json_type)
+            assert orjson.loads(answer.body)["id"] == "req-43"
+            with pytest.raises(PredictorError, match="answer to request 'req-43' received for 'req-44'"):
+                parse_scores(answer.body, None, 1, "req-44")
             with pytest.raises(Exception, match="HTTP 400"):
                 await ranker.score(rows, "another-schema", shared=39)
             return scores, asked, ranker._takes_shared  # a 4xx: ask the metadata again
