@@ -301,8 +301,8 @@ class Chain:
     def _channel(channel: Any, user_id: str, ctx: RecallContext, k: int) -> Any:
         start = time.perf_counter()
         out = channel.recall_hits(user_id, ctx, k)
-        metrics.CHANNEL_LATENCY.labels(channel=channel.name).observe(time.perf_counter() - start)
-        metrics.CHANNEL_CANDIDATES.labels(channel=channel.name).observe(len(out[0]))
+        metrics.child(metrics.CHANNEL_LATENCY, channel.name).observe(time.perf_counter() - start)
+        metrics.child(metrics.CHANNEL_CANDIDATES, channel.name).observe(len(out[0]))
         return out
 
     def _recall_sync(self, b: Bundle, user_id: str, ctx: RecallContext, variant: Variant) -> Candidates:

@@ -175,9 +175,9 @@ class RecommenderModel(kserve.Model):
         variant = self.experiments.assign(req.user_id)
         result = await self.chain.recommend(req, variant)
         latency = time.perf_counter() - start
-        metrics.LATENCY.labels(variant=variant.name).observe(latency)
-        metrics.REQUESTS.labels(status="ok", variant=variant.name).inc()
-        metrics.EXPOSED_ITEMS.labels(variant=variant.name).inc(len(result.items))
+        metrics.child(metrics.LATENCY, variant.name).observe(latency)
+        metrics.child(metrics.REQUESTS, "ok", variant.name).inc()
+        metrics.child(metrics.EXPOSED_ITEMS, variant.name).inc(len(result.items))
         if self.exposures is not None:
             self.exposures.submit(
                 {

@@ -7,6 +7,9 @@ adds them up (gauges: queue sizes summed, circuit states per ``pid``).
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from inference import multiprocess_values
@@ -104,6 +107,13 @@ SHADOW_LATENCY = Histogram(
 RELOADS = Counter(
     "recommendation_bundle_reloads", "Bundle reloads by result: swapped | unchanged | failed", ["result"]
 )
+
+
+@cache
+def child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per process: the hot path names the same few
+    series (channels, variants) ~20 times per request. Only for bounded label values."""
+    return metric.labels(*values)
 
 
 def track_worker_connections(port: int, open_now: int) -> None:
