@@ -1,4 +1,4 @@
-"""KServe's data plane with two costs taken out, used by both servers (``inference/server.py``).
+"""KServe's data plane with a few costs taken out, used by both servers (``inference/server.py``).
 
 **Binary request tensors stay byte buffers.** KServe 0.21 turns every binary request tensor
 into a Python list while decoding (``InferRequest.from_bytes`` calls ``set_data_from_numpy(...,

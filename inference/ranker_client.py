@@ -8,7 +8,7 @@ columns that are the same on every row (the user's) go once, as ``shared_feature
 and again after a 4xx, so that a predictor rolled back to an older version still gets the
 whole matrix. The HTTP client is ``inference/http_pool.py``: at a few hundred requests per
 second, general clients' per-request machinery was a large share of the transformer's CPU
-(httpx 13 %, later aiohttp ~12 %, in py-spy profiles).
+(httpx 13 % in a py-spy profile; aiohttp twice the pool's CPU per call).
 """
 
 from __future__ import annotations
