@@ -185,7 +185,8 @@ class Chain:
         degraded: list[tuple[int, str]] = []
         b = self.bundle  # this request's snapshot
         try:
-            result = await asyncio.wait_for(self._chain(b, req, variant, degraded), self.timeouts.request)
+            async with asyncio.timeout(self.timeouts.request):  # no task of its own, unlike wait_for
+                result = await self._chain(b, req, variant, degraded)
         except TimeoutError:
             metrics.TIMEOUTS.labels(stage="request").inc()
             degraded.append((3, "timeout"))
