@@ -83,7 +83,7 @@ class Candidates(Sequence[Candidate]):
 
     def channel_names(self, i: int) -> list[str]:
         """Names of the channels that produced candidate ``i``, sorted."""
-        return sorted(self.channels[c] for c in self.entry_channel[self.entry_pos == i])
+        return self.channel_lists([i])[0]
 
     def channel_lists(self, positions: Sequence[int]) -> list[list[str]]:
         """``channel_names`` of each of the distinct ``positions``, in a fixed number of array
