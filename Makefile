@@ -16,8 +16,9 @@ setup: $(BIN)/.installed  ## create .venv and install the project with its dev t
 demo: setup  ## generate a synthetic marketplace into SQLite and run the local pipeline
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo.sh
 
-test: setup  ## start Redis/PostgreSQL if needed, lint, run the whole test suite
+test: setup  ## start Redis/PostgreSQL if needed, install helm/promtool, lint, run the whole test suite
 	scripts/start_services.sh
+	scripts/install_tools.sh
 	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q
 
