@@ -47,9 +47,10 @@ def test_lint_strict() -> None:
             "model.storageUri=s3://recsys/bundles/v7",
             "redis.enabled=false",
             "onlineStore.url=redis://r:6379/1",
+            "onlineStore.fallback.persistentVolumeClaim=recsys-store",
         ],
     ],
-    ids=["default", "standard-canary-shadow", "serverless-canary-shadow", "storage-uri"],
+    ids=["default", "standard-canary-shadow", "serverless-canary-shadow", "storage-uri-fallback"],
 )
 def test_objects_match_the_api_models(sets: list[str]) -> None:
     docs = objects(render(*sets))
@@ -74,6 +75,22 @@ def test_default_is_one_inference_service_with_transformer_and_predictor() -> No
     assert env_of(spec["transformer"])["MLFLOW_TRACKING_URI"].startswith("http://mlflow.")
     find(docs, "Service", "recsys-redis")
     assert [d for d in docs if d["kind"] == "InferenceService"] == [isvc]  # no shadow by default
+
+
+def test_store_fallback_is_the_sqlite_file_on_the_shared_volume() -> None:
+    spec = find(
+        objects(render("onlineStore.fallback.persistentVolumeClaim=recsys-store")),
+        "InferenceService",
+        "recsys",
+    )
+    transformer = spec["spec"]["transformer"]
+    assert args_of(transformer)["store_fallback_url"] == "sqlite:////var/lib/recsys/store/online_store.db"
+    mounts = {m["name"]: m["mountPath"] for m in container(transformer)["volumeMounts"]}
+    volumes = {v["name"]: v for v in transformer["volumes"]}
+    assert mounts["store-fallback"] == "/var/lib/recsys/store"
+    assert volumes["store-fallback"]["persistentVolumeClaim"]["claimName"] == "recsys-store"
+    default = find(objects(render()), "InferenceService", "recsys")["spec"]["transformer"]
+    assert "store_fallback_url" not in args_of(default)
 
 
 def test_standard_canary_declares_both_models_side_by_side() -> None:
@@ -126,7 +143,12 @@ def _parses(
 
 
 @pytest.mark.parametrize(
-    "sets", [[], ["shadow.enabled=true", "canary.enabled=true", "model.storageUri=s3://b/v1"]]
+    "sets",
+    [
+        [],
+        ["shadow.enabled=true", "canary.enabled=true", "model.storageUri=s3://b/v1"],
+        ["onlineStore.fallback.persistentVolumeClaim=recsys-store"],
+    ],
 )
 def test_the_servers_accept_the_arguments_the_chart_gives_them(sets: list[str], tmp_path: Path) -> None:
     docs = objects(render(*sets))
