@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from recsys.evaluation.experiments import sample_ratio_mismatch
 from tests.deploy.chart import CHART, find, objects, render, tool
 
 RUNBOOK = "https://github.com/recsys/recsys/blob/main/docs/OPERATIONS_SOP.md"
@@ -315,17 +316,16 @@ def test_alerts_fire_when_they_should_and_only_then(rules: dict[str, Any], tmp_p
                 "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": exp}],
             }
         )
-    # the SRM description carries the chi-square; pin it for the 60/40 case: 240 on 100 requests a
-    # minute over an hour (expected 3,000 each, observed 3,600 and 2,400)
+    # the SRM description carries the chi-square, which must be the offline evaluation's
+    # (sample_ratio_mismatch) for the same hour: 100 requests a minute, 60/40 or all on one variant
     srm = rule_of(rules, "RecsysExperimentSampleRatioMismatch")["annotations"]["description"]
-    srm_60_40 = next(t for t in tests if t["name"].endswith("60/40 on a 50/50 split"))
-    srm_60_40["alert_rule_test"][0]["exp_alerts"][0]["exp_annotations"]["description"] = srm.replace(
-        '{{ $value | printf "%.1f" }}', "240.0"
-    )
-    srm_none = next(t for t in tests if t["name"].endswith("one variant gets nothing"))
-    srm_none["alert_rule_test"][0]["exp_alerts"][0]["exp_annotations"]["description"] = srm.replace(
-        '{{ $value | printf "%.1f" }}', "6000.0"
-    )
+    shares = {"control": 0.5, "more_itemcf": 0.5}
+    for case, counts in [("60/40 on a 50/50 split", {"control": 3600, "more_itemcf": 2400}),
+                         ("one variant gets nothing", {"control": 6000})]:  # fmt: skip
+        chi2, _ = sample_ratio_mismatch(counts, shares)
+        test = next(t for t in tests if t["name"].endswith(case))
+        expected = srm.replace('{{ $value | printf "%.1f" }}', f"{chi2:.1f}")
+        test["alert_rule_test"][0]["exp_alerts"][0]["exp_annotations"]["description"] = expected
     path = tmp_path / "alerts_test.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -334,6 +334,26 @@ def test_alerts_fire_when_they_should_and_only_then(rules: dict[str, Any], tmp_p
     )
     done = promtool("test", "rules", str(path))
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("n", range(2, 11))
+def test_srm_threshold_is_the_chi_square_critical_value_at_p_0_001(n: int, tmp_path: Path) -> None:
+    from scipy import stats
+
+    values = tmp_path / "values.yaml"
+    variants = [{"name": f"v{i}", "share": 1 / n} for i in range(n)]
+    values.write_text(yaml.safe_dump({"experiments": {"layer": "l", "salt": "s", "variants": variants}}))
+    # 1/n does not always add up to exactly 1 in floating point; the chart allows 1e-6
+    rule = find(objects(render(values=values)), "PrometheusRule", "recsys")
+    expr = next(
+        r
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "RecsysExperimentSampleRatioMismatch"
+    )
+    threshold = float(re.search(r"\) > ([0-9.]+)\n", expr["expr"]).group(1))
+    assert threshold == round(float(stats.chi2.isf(0.001, n - 1)), 2)
+    assert expr["expr"].count("variant=") == n
 
 
 def test_a_wrong_expectation_fails_promtool(rules: dict[str, Any], tmp_path: Path) -> None:
