@@ -180,6 +180,15 @@ def test_experiments_config_map_loads_with_the_transformers_loader(tmp_path: Pat
     assert [experiments.assign(u).name for u in users] == [shipped.assign(u).name for u in users]
 
 
+def test_a_changed_experiment_rolls_the_transformer_pods() -> None:
+    def checksum(*sets: str) -> str:
+        isvc = find(objects(render(*sets)), "InferenceService", "recsys")
+        return isvc["spec"]["transformer"]["annotations"]["checksum/experiments"]
+
+    assert checksum() == checksum("canary.enabled=true")
+    assert checksum() != checksum("experiments.salt=reshuffled")
+
+
 def test_shares_that_do_not_add_up_are_refused_by_the_chart_and_by_the_loader(tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(
