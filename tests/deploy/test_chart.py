@@ -41,7 +41,7 @@ def test_lint_strict() -> None:
     "sets",
     [
         [],
-        ["canary.enabled=true", "shadow.enabled=true"],
+        ["canary.enabled=true", "shadow.enabled=true", "mlflow.enabled=true"],
         ["deploymentMode=Serverless", "canary.enabled=true", "shadow.enabled=true"],
         [
             "model.storageUri=s3://recsys/bundles/v7",

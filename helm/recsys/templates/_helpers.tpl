@@ -25,10 +25,19 @@ redis://{{ include "recsys.name" . }}-redis:6379/0
 {{- end -}}
 {{- end -}}
 
+{{/* The MLflow tracking server: the release's own when mlflow.enabled. */}}
+{{- define "recsys.trackingUri" -}}
+{{- if .Values.mlflow.enabled -}}
+http://{{ include "recsys.name" . }}-mlflow.{{ .Release.Namespace }}.svc.cluster.local:5000
+{{- else -}}
+{{ .Values.model.registry.trackingUri }}
+{{- end -}}
+{{- end -}}
+
 {{/* Environment both servers share: the registry they resolve aliases in. */}}
 {{- define "recsys.env" -}}
 - name: MLFLOW_TRACKING_URI
-  value: {{ .Values.model.registry.trackingUri | quote }}
+  value: {{ include "recsys.trackingUri" . | quote }}
 - name: RECSYS_MODEL_NAME
   value: {{ .Values.model.registry.name | quote }}
 - name: RECSYS_DATA_DIR
