@@ -22,6 +22,7 @@ from typing import Any
 
 from kfp import local
 
+from pipelines.submit import pipeline_arguments
 from pipelines.summary import step_detail, training_summary
 from pipelines.training import build_sync_pipeline, build_training_pipeline
 from recsys.db import check_tables, create_engine
@@ -29,7 +30,7 @@ from recsys.errors import PipelineError
 from recsys.features.registry import load_registry
 from recsys.quality import load_quality_config
 from recsys.recall.config import load_recall_config
-from recsys.settings import Settings, read_yaml
+from recsys.settings import Settings
 from recsys.steps import ERROR_PREFIX, RESULT_PREFIX, new_run_id, utc_now
 from recsys.steps.sync import latest_bundle
 
@@ -142,26 +143,17 @@ def run_local(
     started = time.perf_counter()
     watcher = _execute(
         build_training_pipeline(settings.image),
-        {
-            "source_db": settings.source_db_url,
-            "data_dir": str(data_dir),
-            "tables": json.dumps(settings.cdc.tables),
-            "run_id": run_id,
-            "run_time": now.isoformat(),
-            "window_start": window_start.isoformat() if window_start else "",
-            "window_end": window_end.isoformat() if window_end else "",
-            "cleaning_config": settings.cleaning.model_dump_json(),
-            "feature_registry": json.dumps(read_yaml(settings.feature_registry)),
-            "quality_config": json.dumps(read_yaml(settings.quality_config)),
-            "pushgateway_url": settings.pushgateway_url or "",
-            "store_url": settings.online_store_url,
-            "fallback_url": settings.online_store_fallback_url or "",
-            "recall_config": json.dumps(read_yaml(settings.recall_config)),
-            "ranking_config": settings.ranking.model_dump_json(),
-            "training_config": settings.training.model_dump_json(),
-            "mlflow_tracking_uri": settings.mlflow_tracking_uri or "",
-            "model_name": settings.model_name,
-        },
+        pipeline_arguments(
+            settings,
+            data_dir=str(data_dir),
+            source_db=settings.source_db_url,
+            store_url=settings.online_store_url,
+            fallback_url=settings.online_store_fallback_url or "",
+            run_id=run_id,
+            run_time=now,
+            window_start=window_start,
+            window_end=window_end,
+        ),
         data_dir,
         run_dir,
         progress,

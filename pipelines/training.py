@@ -8,15 +8,21 @@ from typing import Any
 from kfp import dsl
 
 from components import build_components
+from pipelines.cluster import ClusterConfig
 
 PIPELINE_NAME = "recsys-training"
 SYNC_PIPELINE_NAME = "recsys-sync"
 DEFAULT_TABLES = json.dumps(["users", "items", "orders", "events"])
 
 
-def build_training_pipeline(image: str) -> Any:
-    """The pipeline function, its components running in ``image``."""
+def build_training_pipeline(image: str, cluster: ClusterConfig | None = None) -> Any:
+    """The pipeline function, its components running in ``image``; with ``cluster``, every step
+    mounts the data volume (and reads the source URL from its Secret)."""
     comps = build_components(image)
+
+    def step(task: Any, name: str) -> Any:
+        task.set_display_name(name)
+        return cluster.apply(task) if cluster is not None else task
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -42,55 +48,77 @@ def build_training_pipeline(image: str) -> Any:
         mlflow_tracking_uri: str = "",
         model_name: str = "recsys-ranker",
     ) -> None:
-        extract = comps.extract_load(
-            source_db=source_db,
-            data_dir=data_dir,
-            tables=tables,
-            run_id=run_id,
-            run_time=run_time,
-            window_start=window_start,
-            window_end=window_end,
-        ).set_display_name("extract_load")
-        clean = comps.clean(
-            raw=extract.outputs["raw"], data_dir=data_dir, cleaning_config=cleaning_config
-        ).set_display_name("clean")
-        feats = comps.features(
-            cleaned=clean.outputs["cleaned"], data_dir=data_dir, feature_registry=feature_registry
-        ).set_display_name("features")
-        gate = comps.quality_gate(
-            cleaned=clean.outputs["cleaned"],
-            features=feats.outputs["features_out"],
-            data_dir=data_dir,
-            quality_config=quality_config,
-            pushgateway_url=pushgateway_url,
-        ).set_display_name("quality_gate")
-        with dsl.If(gate.outputs["Output"] == True, name="quality-passed"):  # noqa: E712
-            trained = comps.train(
+        extract = step(
+            comps.extract_load(
+                source_db=source_db,
+                data_dir=data_dir,
+                tables=tables,
+                run_id=run_id,
+                run_time=run_time,
+                window_start=window_start,
+                window_end=window_end,
+            ),
+            "extract_load",
+        )
+        clean = step(
+            comps.clean(raw=extract.outputs["raw"], data_dir=data_dir, cleaning_config=cleaning_config),
+            "clean",
+        )
+        feats = step(
+            comps.features(
+                cleaned=clean.outputs["cleaned"], data_dir=data_dir, feature_registry=feature_registry
+            ),
+            "features",
+        )
+        gate = step(
+            comps.quality_gate(
                 cleaned=clean.outputs["cleaned"],
                 features=feats.outputs["features_out"],
                 data_dir=data_dir,
-                recall_config=recall_config,
-                ranking_config=ranking_config,
-                training_config=training_config,
-            ).set_display_name("train")
-            evaluated = comps.evaluate(
-                cleaned=clean.outputs["cleaned"], model=trained.outputs["model"], data_dir=data_dir
-            ).set_display_name("evaluate")
-            registered = comps.register(
-                features=feats.outputs["features_out"],
-                model=trained.outputs["model"],
-                summary=evaluated.outputs["summary"],
-                data_dir=data_dir,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                model_name=model_name,
-            ).set_display_name("register")
-            comps.sync_store(
-                bundle=registered.outputs["Output"],
-                data_dir=data_dir,
-                store_url=store_url,
-                fallback_url=fallback_url,
-                activate="auto",
-            ).set_display_name("sync_store")
+                quality_config=quality_config,
+                pushgateway_url=pushgateway_url,
+            ),
+            "quality_gate",
+        )
+        with dsl.If(gate.outputs["Output"] == True, name="quality-passed"):  # noqa: E712
+            trained = step(
+                comps.train(
+                    cleaned=clean.outputs["cleaned"],
+                    features=feats.outputs["features_out"],
+                    data_dir=data_dir,
+                    recall_config=recall_config,
+                    ranking_config=ranking_config,
+                    training_config=training_config,
+                ),
+                "train",
+            )
+            evaluated = step(
+                comps.evaluate(
+                    cleaned=clean.outputs["cleaned"], model=trained.outputs["model"], data_dir=data_dir
+                ),
+                "evaluate",
+            )
+            registered = step(
+                comps.register(
+                    features=feats.outputs["features_out"],
+                    model=trained.outputs["model"],
+                    summary=evaluated.outputs["summary"],
+                    data_dir=data_dir,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    model_name=model_name,
+                ),
+                "register",
+            )
+            step(
+                comps.sync_store(
+                    bundle=registered.outputs["Output"],
+                    data_dir=data_dir,
+                    store_url=store_url,
+                    fallback_url=fallback_url,
+                    activate="auto",
+                ),
+                "sync_store",
+            )
 
     return training_pipeline
 

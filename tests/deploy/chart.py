@@ -73,6 +73,7 @@ MODEL_OF_KIND = {
     ("apps/v1", "Deployment"): kubernetes.client.models.V1Deployment,
     ("v1", "Service"): kubernetes.client.models.V1Service,
     ("v1", "ConfigMap"): kubernetes.client.models.V1ConfigMap,
+    ("batch/v1", "Job"): kubernetes.client.models.V1Job,
 }
 _LIST = re.compile(r"^list\[(.+)\]$")
 _DICT = re.compile(r"^dict\(([^,]+), (.+)\)$")

@@ -103,3 +103,46 @@ def compile_cmd(
     settings = settings_from(ctx)
     path = compile_training(settings.image, output)
     typer.echo(f"wrote {path} (image {settings.image})")
+
+
+@app.command("schedule")
+def schedule_cmd(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Kubeflow Pipelines API, e.g. http://ml-pipeline.kubeflow:8888.")],
+    data_pvc: Annotated[
+        str, typer.Option("--data-pvc", help="ReadWriteMany PVC mounted at /data in every step (the lake).")
+    ],
+    cron: Annotated[str, typer.Option(help="KFP cron, 6 fields, seconds first.")] = "0 0 3 * * *",
+    name: Annotated[
+        str, typer.Option(help="Recurring run name; an existing one is replaced.")
+    ] = "recsys-training",
+    experiment: Annotated[str, typer.Option(help="KFP experiment (created when missing).")] = "recsys",
+    source_db_secret: Annotated[
+        str, typer.Option("--source-db-secret", help="Secret whose key `url` becomes RECSYS_SOURCE_DB.")
+    ] = "",
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user mode).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Schedule the training pipeline as a recurring run on Kubeflow Pipelines (the components run
+    in the settings' `image`)."""
+    from pipelines.cluster import ClusterConfig
+    from pipelines.submit import schedule_training
+
+    settings = settings_from(ctx)
+    result = schedule_training(
+        settings,
+        host=host,
+        name=name,
+        cron=cron,
+        experiment=experiment,
+        cluster=ClusterConfig(data_pvc=data_pvc, source_db_secret=source_db_secret),
+        namespace=namespace,
+    )
+    if as_json:
+        echo_json(result)
+    else:
+        replaced = f", replacing {', '.join(result['replaced'])}" if result["replaced"] else ""
+        typer.echo(
+            f"recurring run {result['name']} ({result['recurring_run_id']}) every '{cron}' "
+            f"in experiment {experiment}{replaced}; image {result['image']}, data on PVC {data_pvc}"
+        )
