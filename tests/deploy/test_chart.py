@@ -163,6 +163,34 @@ def test_the_servers_accept_the_arguments_the_chart_gives_them(sets: list[str], 
         assert done.returncode == 0, f"{module} refuses {c['args']}: {done.stderr}"
 
 
+def test_experiment_rankers_are_their_own_predictors_called_by_the_transformer(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    experiments = {"layer": "ranking", "salt": "s", "variants": [
+        {"name": "control", "share": 0.5, "ranker": "champion"},
+        {"name": "new_ranker", "share": 0.5, "ranker": "challenger"}]}  # fmt: skip
+    values.write_text(yaml.safe_dump({"experimentRankers": {"challenger": {"alias": "challenger"}},
+                                      "experiments": experiments}))  # fmt: skip
+    docs = objects(render(values=values, namespace="rec"))
+    ranker = find(docs, "InferenceService", "recsys-challenger")
+    assert "transformer" not in ranker["spec"]
+    assert args_of(ranker["spec"]["predictor"])["model_uri"] == "models:/recsys-ranker@challenger"
+    transformer = find(docs, "InferenceService", "recsys")["spec"]["transformer"]
+    assert args_of(transformer)["predictor_hosts"] == "challenger=recsys-challenger-predictor.rec"
+    done = _parses("transformer_main", container(transformer)["args"], env_of(transformer), tmp_path)
+    assert done.returncode == 0, done.stderr
+    pods = find(docs, "PodMonitor", "recsys")["spec"]["selector"]["matchExpressions"][0]["values"]
+    assert "recsys-challenger" in pods
+    # a variant scored by a ranker the chart does not deploy is refused at render
+    experiments["variants"][1]["ranker"] = "nope"
+    values.write_text(yaml.safe_dump({"experiments": experiments}))
+    out = helm("template", "recsys", str(CHART), "-f", str(values), check=False)
+    assert out.returncode != 0
+    assert (
+        'experiments.variants[1].ranker: "nope" is neither champion nor a key of experimentRankers'
+        in out.stderr
+    )
+
+
 def test_a_made_up_flag_is_refused_by_that_check(tmp_path: Path) -> None:
     """The check above can fail: a flag the transformer does not know is refused."""
     done = _parses("transformer_main", ["--no_such_flag=1"], {}, tmp_path)
