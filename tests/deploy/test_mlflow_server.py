@@ -8,7 +8,6 @@ the predictor will send (their MLFLOW_TRACKING_URI), and a foreign Host is refus
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.deploy.chart import find, objects, render
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.serving_helpers import free_port
 
 
 def call(port: int, host: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
