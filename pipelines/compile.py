@@ -6,10 +6,11 @@ from pathlib import Path
 
 from kfp import compiler
 
+from pipelines.cluster import ClusterConfig
 from pipelines.training import build_training_pipeline
 
 
-def compile_training(image: str, output: Path) -> Path:
+def compile_training(image: str, output: Path, cluster: ClusterConfig | None = None) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_training_pipeline(image), package_path=str(output))
+    compiler.Compiler().compile(build_training_pipeline(image, cluster), package_path=str(output))
     return output

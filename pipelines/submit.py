@@ -76,9 +76,8 @@ def schedule_training(
     import kfp
     import kfp_server_api
     import urllib3
-    from kfp import compiler
 
-    from pipelines.training import build_training_pipeline
+    from pipelines.compile import compile_training
 
     check_cron(cron)
     # URLs left empty come from each step's environment: the cluster's, not this machine's
@@ -101,7 +100,7 @@ def schedule_training(
                 client.delete_recurring_run(run_id)
             with tempfile.TemporaryDirectory() as tmp:
                 package = Path(tmp) / "recsys-training.yaml"
-                compiler.Compiler().compile(build_training_pipeline(settings.image, cluster), str(package))
+                compile_training(settings.image, package, cluster)
                 created = client.create_recurring_run(
                     experiment_id=exp.experiment_id,
                     job_name=name,
