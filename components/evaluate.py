@@ -1,6 +1,6 @@
 """KFP component: offline evaluation and experiment metrics into summary.json."""
 
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 
 def evaluate(
@@ -8,9 +8,11 @@ def evaluate(
     model: Input[Model],
     data_dir: str,
     summary: Output[Artifact],
+    report: Output[HTML],
     metrics: Output[Metrics],
 ) -> None:
-    """Recall@K/NDCG@K/HitRate per channel and end to end, AUC/logloss, CTR/CVR/GMV per variant."""
+    """The served chain beside the baselines (Recall/NDCG/HitRate/MRR/coverage with intervals),
+    per channel, the ranker's AUC/logloss, CTR/CVR/GMV per variant; summary.json and a page."""
     from pathlib import Path
 
     from recsys.steps import emit_result, step_guard
@@ -22,8 +24,9 @@ def evaluate(
             model_dir=Path(model.path),
             data_dir=Path(data_dir),
             summary_json=Path(summary.path),
+            report_html=Path(report.path),
         )
     emit_result("evaluate", result)
-    for key in ("holdout_auc", "ndcg_at_20", "recall_at_20"):
+    for key in ("holdout_auc", "ndcg_at_20", "recall_at_20", "ndcg_at_20_vs_reference"):
         if result.get(key) is not None:
             metrics.log_metric(key, result[key])

@@ -11,14 +11,17 @@ def extract_load(
     run_time: str,
     window_start: str,
     window_end: str,
+    as_of: str,
     raw: Output[Dataset],
     run_metrics: Output[Artifact],
     metrics: Output[Metrics],
 ) -> None:
     """Extract changed rows per table by ``updated_at`` watermark into ``<data_dir>/lake``.
 
-    ``source_db`` empty means the ``RECSYS_SOURCE_DB`` environment variable (set it from a
-    Kubernetes secret so credentials stay out of the run's parameters).
+    ``as_of``: what the run computes as of (empty: the run time; ``latest``: the newest event in
+    the source; or an ISO time); it travels to every later step. ``source_db`` empty means the
+    ``RECSYS_SOURCE_DB`` environment variable (set it from a Kubernetes secret so credentials stay
+    out of the run's parameters).
     """
     import json
     import os
@@ -38,6 +41,7 @@ def extract_load(
             window_end=parse_time(window_end, "window_end"),
             raw_manifest=Path(raw.path),
             metrics_json=Path(run_metrics.path),
+            as_of=as_of,
         )
     emit_result("extract_load", result)
     metrics.log_metric("rows_extracted", result["rows_extracted"])

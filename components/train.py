@@ -10,10 +10,13 @@ def train(
     recall_config: str,
     ranking_config: str,
     training_config: str,
+    chain_config: str,
+    evaluation_config: str,
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> None:
-    """Train on a time split, evaluate on the holdout, write ranker/, recall/ and training.json."""
+    """Train the ranker on the protocol's split, measure the served chain beside the baselines,
+    write ranker/, recall/, histories.parquet, chain.json and training.json."""
     import os
 
     # LightGBM's OpenMP pool and scipy/scikit-learn's spin against each other on small machines
@@ -32,6 +35,8 @@ def train(
             recall_config=json.loads(recall_config),
             ranking_config=json.loads(ranking_config),
             training_config=json.loads(training_config),
+            chain_config=json.loads(chain_config),
+            evaluation_config=json.loads(evaluation_config),
             data_dir=Path(data_dir),
             model_dir=Path(model.path),
         )

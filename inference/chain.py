@@ -26,74 +26,58 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from inference import transformer_metrics as metrics
 from inference.experiments import Variant
 from inference.ranker_client import CircuitOpen, PredictorError, PredictorTimeout, RankerClient
 from inference.shadow import ShadowMirror
+from recsys.chain.users import UserStates
 from recsys.errors import PipelineError, RecsysError
-from recsys.features.cross import CrossFeatures
-from recsys.ranking.flow import CONTEXT_FEATURES
 from recsys.recall.base import RecallContext
-from recsys.recall.engine import RecallEngine
 from recsys.recall.fusion import Candidates
 from recsys.recall.lists import Hits
+from recsys.recommend import load_chain
 from recsys.steps.common import HISTORIES_FILE
 from recsys.steps.features import read_features
-from recsys.steps.sync import HISTORY_CHANNEL
+from recsys.steps.sync import HISTORY_CHANNEL, SEEN_CHANNEL, USER_CHANNELS
 from recsys.store import FallbackStore, Lookup, OnlineStore, UserView
 from recsys.store.cache import ItemVectorCache
 
 log = logging.getLogger("kserve.recsys.chain")
 STAGES = ("history", "recall", "features", "matrix", "predict")
 STAGE = {stage: metrics.STAGE_LATENCY.labels(stage=stage) for stage in STAGES}
-CATEGORY = "item_category_code"
 
 
 class Bundle:
-    """What the transformer needs from a bundle: recall engine, feature code, popular list."""
+    """What the transformer needs from a bundle: the ranking chain, user states, popular list."""
 
     def __init__(self, path: Path) -> None:
-        if not (path / "manifest.json").exists():
-            raise PipelineError(f"transformer: {path} is not a complete bundle (no manifest.json)")
+        self.chain, _ = load_chain(path)  # the library's chain, its input checked against the ranker
         self.path = path
         self.version = str(json.loads((path / "manifest.json").read_text()).get("version") or path.name)
-        registry, _, items, _ = read_features(path / "features")
-        self.cross = CrossFeatures(registry)
-        self.schema_hash = registry.schema_hash
+        registry, _, _, _ = read_features(path / "features")
+        self.recall = self.chain.recall
+        self.schema_hash = self.chain.schema_hash
         self.user_columns = registry.vector_columns("user")
         self.item_columns = registry.vector_columns("item")
         self.user_defaults = np.asarray(registry.vector_defaults("user"), dtype=np.float32)
-        self.categories = dict(zip(items["item_id"].astype(str), items[CATEGORY].astype(float), strict=True))
-        self.recall = RecallEngine.load(path / "recall")
-        hist = pd.read_parquet(path / HISTORIES_FILE, columns=None)
-        industry = hist["industry"] if "industry" in hist else pd.Series(None, index=hist.index)
-        self.industries = {
-            str(u): v for u, v in zip(hist["user_id"], industry, strict=True) if isinstance(v, str)
-        }
-        recall_names, _ = self.recall.candidate_features([])
-        ranker = json.loads((path / "ranker" / "ranker.json").read_text())
-        self.feature_names = registry.ranker_columns + recall_names + CONTEXT_FEATURES
-        if ranker["feature_names"] != self.feature_names or ranker["schema_hash"] != self.schema_hash:
-            raise PipelineError(f"transformer: the ranker in {path} was trained on other features")
+        self.industries = UserStates.load(path / HISTORIES_FILE).industry
+        self.feature_names = self.chain.columns
         self.popular = self._popular()
-        self.category_col = -1
         self.item_cache: ItemVectorCache | None = None
 
     def bind(self, store: OnlineStore, cache_items: int = 100_000) -> Bundle:
-        """Check that the store holds this bundle's vectors; remember where the category is; give
-        the bundle an item-vector cache of ``cache_items`` rows (0: none)."""
+        """Check that the store holds this bundle's vectors; give the bundle an item-vector cache
+        of ``cache_items`` rows (0: none)."""
         items = store.feature_names("item", self.version)
         users = store.feature_names("user", self.version)
         if items != self.item_columns or users != self.user_columns:
             raise PipelineError(f"transformer: the store's vectors of {self.version} are not the bundle's")
-        self.category_col = items.index(CATEGORY)
         if cache_items > 0:
             self.item_cache = ItemVectorCache(self.version, len(items), cache_items)
         return self
@@ -150,8 +134,8 @@ class Chain:
         threads: int = 1,
         recall_threads: int = 2,
         timeouts: Timeouts = Timeouts(),
-        candidates: int = 300,
-        category_cap: int = 3,
+        candidates: int | None = None,
+        category_cap: int | None = None,
         shadow: ShadowMirror | None = None,
         cache_items: int = 100_000,
     ) -> None:
@@ -159,6 +143,8 @@ class Chain:
             raise PipelineError("transformer: no predictor for the champion ranker")
         self.store, self.rankers, self.shadow = store, rankers, shadow
         self.cache_items = cache_items
+        # None: the bundle's chain settings (chain.json), with which it was evaluated
+        self.candidates, self.category_cap = candidates, category_cap
         self.bundle = self.bind(bundle)
         # two pools: a chain job waits for its channels, so they must not queue behind it. One
         # chain thread by default: under the GIL a second one only interleaves two requests,
@@ -170,11 +156,15 @@ class Chain:
         self.chain_queue = metrics.POOL_QUEUE.labels(pool="chain")
         self.recall_queue = metrics.POOL_QUEUE.labels(pool="recall")
         self.timeouts = timeouts
-        self.candidates, self.category_cap = candidates, category_cap
         self.fallback_name = store.fallback.name if isinstance(store, FallbackStore) else None
 
     def bind(self, bundle: Bundle) -> Bundle:
-        """``bundle`` checked against this chain's store, with its item-vector cache."""
+        """``bundle`` checked against this chain's store, with its item-vector cache (and the
+        serving overrides of its chain settings, if any)."""
+        overrides = {k: v for k, v in (("candidates", self.candidates), ("category_cap", self.category_cap))
+                     if v is not None}  # fmt: skip
+        if overrides:
+            bundle.chain.config = bundle.chain.config.model_copy(update=overrides)
         return bundle.bind(self.store, self.cache_items)
 
     def swap(self, bundle: Bundle) -> None:
@@ -227,7 +217,7 @@ class Chain:
         start = time.perf_counter()
         try:
             scores, version = await ranker.score(
-                X, b.schema_hash, shared=b.cross.n_user_columns, request_id=req.request_id
+                X, b.schema_hash, shared=b.chain.n_user_columns, request_id=req.request_id
             )
         except PredictorError as e:
             if isinstance(e, PredictorTimeout):
@@ -238,9 +228,9 @@ class Chain:
             scores, version = cands.scores, b.version
         else:
             if self.shadow is not None:
-                self.shadow.mirror(X, b.schema_hash, scores, req.k, b.cross.n_user_columns, req.request_id)
+                self.shadow.mirror(X, b.schema_hash, scores, req.k, b.chain.n_user_columns, req.request_id)
         STAGE["predict"].observe(time.perf_counter() - start)
-        return self._top(req, cands, scores, cats, version)
+        return self._top(b, req, cands, scores, cats, version)
 
     def _prepare(
         self, b: Bundle, req: Request, variant: Variant, degraded: list[tuple[int, str]]
@@ -251,16 +241,16 @@ class Chain:
         ``timeouts{stage="store"}`` by the store's hook)."""
         start = time.perf_counter()
         view: UserView | None = None
-        try:  # one read for the history and the user's vector
-            view = self.store.user_view(req.user_id, HISTORY_CHANNEL, b.version)
-            history = [item for item, _ in view.recall]
+        try:  # one read for the history, the seen items and the user's vector
+            view = self.store.user_view(req.user_id, USER_CHANNELS, b.version)
+            history = [item for item, _ in view.lists[HISTORY_CHANNEL]]
+            seen = {item for item, _ in view.lists[SEEN_CHANNEL]}
         except RecsysError as e:
             log.warning("history of %s unavailable: %s", req.user_id, e)
-            history = []
+            history, seen = [], set()
         now = time.perf_counter()
         STAGE["history"].observe(now - start)
-        ctx = RecallContext(history=history, user_industry=b.industries.get(req.user_id), scene=req.scene,
-                            exclude=set(history) | req.exclude)  # fmt: skip
+        ctx = b.chain.context(history, seen, b.industries.get(req.user_id), req.scene, req.exclude)
         cands = self._recall_sync(b, req.user_id, ctx, variant)
         start, now = now, time.perf_counter()
         STAGE["recall"].observe(now - start)
@@ -273,8 +263,7 @@ class Chain:
         except RecsysError as e:
             log.warning("store lookup failed, recall order: %s", e)
             degraded.append((2, "store"))
-            cats = np.array([b.categories.get(i, -1.0) for i in ids])
-            return self._top(req, cands, cands.scores, cats, b.version)
+            return self._top(b, req, cands, cands.scores, None, b.version)
         start, now = now, time.perf_counter()
         STAGE["features"].observe(now - start)
         if self.fallback_name and lookup.served_by == self.fallback_name:
@@ -287,16 +276,9 @@ class Chain:
             return self._popular(b, req)
         items = lookup.items[keep]
         user = lookup.user if lookup.user is not None else b.user_defaults
-        X = self._matrix(b, user, items, cands)
+        X = b.chain.matrix(user, items, cands)  # exactly the offline input
         STAGE["matrix"].observe(time.perf_counter() - now)
-        return cands, X, items[:, b.category_col]
-
-    @staticmethod
-    def _matrix(b: Bundle, user: np.ndarray, items: np.ndarray, cands: Candidates) -> np.ndarray:
-        """Exactly the offline order: ranker columns, recall features, position 0."""
-        _, recall_x = b.recall.candidate_features(cands)
-        context = np.zeros((len(cands), len(CONTEXT_FEATURES)), np.float32)
-        return np.hstack([b.cross.ranking_matrix(user, items), recall_x, context])
+        return cands, X, b.chain.categories(items)
 
     @staticmethod
     def _channel(channel: Any, user_id: str, ctx: RecallContext, k: int) -> Any:
@@ -316,7 +298,6 @@ class Chain:
         other jobs take the rest; a channel unfinished at the deadline is dropped and counted.
         """
         engine = b.recall
-        ctx = replace(ctx, exclude=engine.exclusion.exclude_for(user_id, ctx.exclude))
         channels = [c for c in engine.channels if c.enabled]
         waiting = deque(channels)
         done: dict[str, Hits | BaseException] = {}  # filled by the jobs; read once, at the end
@@ -348,25 +329,15 @@ class Chain:
                 metrics.CHANNEL_ERRORS.labels(channel=channel.name).inc()
             else:
                 results[channel.name] = engine.drop_inactive(out)
-        return engine.fuse(results, self.candidates, ctx, {**engine.weights, **variant.recall_weights})
+        return b.chain.fuse(results, ctx, variant.recall_weights)
 
-    def _top(self, req: Request, cands: Candidates, scores: np.ndarray, cats: np.ndarray,
+    @staticmethod
+    def _top(b: Bundle, req: Request, cands: Candidates, scores: np.ndarray, cats: np.ndarray | None,
              version: str) -> Result:  # fmt: skip
-        """Best first, at most ``category_cap`` per category; capped ones fill up when short."""
-        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-        picked: list[int] = []
-        capped: list[int] = []
-        per_cat: dict[float, int] = {}
-        for i in order:
-            if len(picked) == req.k:
-                break
-            cat = float(cats[i])
-            if per_cat.get(cat, 0) < self.category_cap or np.isnan(cat):
-                per_cat[cat] = per_cat.get(cat, 0) + 1
-                picked.append(int(i))
-            else:
-                capped.append(int(i))
-        picked += capped[: req.k - len(picked)]
+        """The chain's diversity and top k (no category cap without the vectors' categories)."""
+        if cats is None:
+            cats = np.arange(len(cands), dtype=np.float64)  # every candidate its own category
+        picked = b.chain.order(scores, cats, req.k)
         return Result(
             items=[cands.ids[i] for i in picked],
             scores=[float(scores[i]) for i in picked],

@@ -130,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("RECALL_THREADS", "2") or 2),
         help="threads running recall channels; keep 2 or more, so one hung channel cannot starve the rest",
     )
-    add("--candidates", type=int, default=int(_env("CANDIDATES", "300") or 300))
+    add(
+        "--candidates",
+        type=int,
+        default=int(_env("CANDIDATES", "") or 0) or None,
+        help="fused candidates the ranker scores [default: the bundle's chain.json, as evaluated]",
+    )
     add(
         "--item_cache_size",
         type=int,
@@ -141,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--category_cap",
         type=int,
-        default=int(_env("CATEGORY_CAP", "3") or 3),
-        help="items per category in top k",
+        default=None if _env("CATEGORY_CAP", "") in (None, "") else int(_env("CATEGORY_CAP", "")),
+        help="at most this many items of one category in a list, 0 = no cap [default: the bundle's "
+        "chain.json, as evaluated]",
     )
     add(
         "--balanced_accept",
@@ -202,11 +208,14 @@ def check_args(args: argparse.Namespace) -> None:
             "/metrics adds up the workers' metrics (recsys serve does this)"
         )
     positive = ("channel_timeout_ms", "predictor_timeout_ms", "store_timeout_ms", "request_timeout_ms",
-                "chain_threads", "recall_threads", "candidates", "category_cap",
-                "shadow_max_in_flight")  # fmt: skip
+                "chain_threads", "recall_threads", "shadow_max_in_flight")  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name}: must be positive, got {getattr(args, name)}")
+    if args.candidates is not None and args.candidates <= 0:
+        raise ConfigError(f"--candidates: must be positive, got {args.candidates}")
+    if args.category_cap is not None and args.category_cap < 0:
+        raise ConfigError(f"--category_cap: must be >= 0, got {args.category_cap}")
     if args.balanced_accept not in ("on", "off"):  # argparse checks choices on the command line only
         raise ConfigError(f"--balanced_accept: must be on or off, got {args.balanced_accept!r}")
     if args.item_cache_size < 0:

@@ -122,6 +122,7 @@ def run_local(
     *,
     window_start: datetime | None = None,
     window_end: datetime | None = None,
+    as_of: str = "",
     progress: Progress = _stderr,
 ) -> dict[str, Any]:
     """Run the training pipeline; raise PipelineError on failure.
@@ -153,6 +154,7 @@ def run_local(
             run_time=now,
             window_start=window_start,
             window_end=window_end,
+            as_of=as_of,
         ),
         data_dir,
         run_dir,

@@ -28,6 +28,7 @@ def pipeline_arguments(
     run_time: datetime | None = None,
     window_start: datetime | None = None,
     window_end: datetime | None = None,
+    as_of: str = "",
 ) -> dict[str, Any]:
     """The training pipeline's parameters: the same settings drive a local run and a cluster run.
     Empty ``run_id``/``run_time``: each run makes its own (a recurring run's case); an empty URL
@@ -40,6 +41,7 @@ def pipeline_arguments(
         "run_time": run_time.isoformat() if run_time else "",
         "window_start": window_start.isoformat() if window_start else "",
         "window_end": window_end.isoformat() if window_end else "",
+        "as_of": as_of,
         "cleaning_config": settings.cleaning.model_dump_json(),
         "feature_registry": json.dumps(read_yaml(settings.feature_registry)),
         "quality_config": json.dumps(read_yaml(settings.quality_config)),
@@ -49,6 +51,8 @@ def pipeline_arguments(
         "recall_config": json.dumps(read_yaml(settings.recall_config)),
         "ranking_config": settings.ranking.model_dump_json(),
         "training_config": settings.training.model_dump_json(),
+        "chain_config": settings.chain.model_dump_json(),
+        "evaluation_config": settings.evaluation.model_dump_json(),
         "mlflow_tracking_uri": settings.mlflow_tracking_uri or "",
         "model_name": settings.model_name,
     }

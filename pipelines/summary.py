@@ -32,7 +32,12 @@ def step_detail(step: str, result: dict[str, Any] | None) -> str:
             f"{m.get('holdout_auc', float('nan')):.3f}, ONNX diff {result['onnx_max_abs_diff']:.1e}"
         )
     if step == "evaluate":
-        return f"end-to-end NDCG@20 {result['ndcg_at_20']:.4f}, Recall@20 {result['recall_at_20']:.4f}"
+        ratio = result.get("ndcg_at_20_vs_reference")
+        versus = f", {ratio:.3f}x {result['reference']}" if ratio is not None else ""
+        return (
+            f"served NDCG@20 {result['ndcg_at_20']:.4f}{versus}, Recall@20 {result['recall_at_20']:.4f} "
+            f"({result['protocol']}, {result['users']} users)"
+        )
     if step == "register":
         verdict = "champion" if result["promoted"] else "challenger"
         return f"{result['model']} v{result['model_version']} -> {verdict} ({result['reason']})"

@@ -36,6 +36,7 @@ def build_training_pipeline(image: str, cluster: ClusterConfig | None = None) ->
         run_time: str = "",
         window_start: str = "",
         window_end: str = "",
+        as_of: str = "",
         cleaning_config: str = "{}",
         feature_registry: str = "{}",
         quality_config: str = "{}",
@@ -45,6 +46,8 @@ def build_training_pipeline(image: str, cluster: ClusterConfig | None = None) ->
         recall_config: str = "{}",
         ranking_config: str = "{}",
         training_config: str = "{}",
+        chain_config: str = "{}",
+        evaluation_config: str = "{}",
         mlflow_tracking_uri: str = "",
         model_name: str = "recsys-ranker",
     ) -> None:
@@ -57,6 +60,7 @@ def build_training_pipeline(image: str, cluster: ClusterConfig | None = None) ->
                 run_time=run_time,
                 window_start=window_start,
                 window_end=window_end,
+                as_of=as_of,
             ),
             "extract_load",
         )
@@ -89,6 +93,8 @@ def build_training_pipeline(image: str, cluster: ClusterConfig | None = None) ->
                     recall_config=recall_config,
                     ranking_config=ranking_config,
                     training_config=training_config,
+                    chain_config=chain_config,
+                    evaluation_config=evaluation_config,
                 ),
                 "train",
             )

@@ -23,11 +23,7 @@ import tritonclient.http as triton
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = "recsys"
-SMALL = {
-    "RECSYS_TRAINING__HOLDOUT_DAYS": "2",
-    "RECSYS_TRAINING__VALID_DAYS": "2",
-    "RECSYS_TRAINING__TRAIN_DAYS": "6",
-}
+SMALL: dict[str, str] = {}
 
 
 def free_port() -> int:

@@ -1,22 +1,23 @@
-"""Recommendations from a bundle, in process: recall -> features -> ranker -> top k.
+"""Recommendations from a bundle, in process: the ranking chain over the bundle's files.
 
-The batch and single-user CLI commands use it; the online transformer runs the same chain
-against the online store instead of the bundle's files.
+``recsys recommend user|batch`` use it; the online transformer runs the same chain
+(recsys.chain) against the online store and the predictor, so for the same user and bundle the
+two lists are the same item for item.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from recsys.chain.chain import RankingChain, VectorTable
+from recsys.chain.config import ChainConfig
+from recsys.chain.users import UserStates
 from recsys.errors import InvalidInput, PipelineError
-from recsys.features.cross import CrossFeatures
-from recsys.ranking.flow import CONTEXT_FEATURES
 from recsys.ranking.model import Runtime, load_ranker
-from recsys.recall.base import RecallContext
 from recsys.recall.engine import RecallEngine
 from recsys.steps.common import HISTORIES_FILE
 from recsys.steps.features import read_features
@@ -31,60 +32,57 @@ class Recommendation:
     channels: list[str]
 
 
-class BundleRecommender:
-    def __init__(self, bundle: Path, *, runtime: Runtime = "onnx", candidates: int = 300) -> None:
-        if not (bundle / "manifest.json").exists():
-            raise PipelineError(f"recommend: {bundle} is not a complete bundle (no manifest.json)")
-        registry, users, items, _ = read_features(bundle / "features")
-        self.cross = CrossFeatures(registry)
-        self.user_ids = {str(u): i for i, u in enumerate(users["user_id"])}
-        self.users = users[registry.vector_columns("user")].to_numpy(dtype=np.float32)
-        self.item_ids = {str(v): i for i, v in enumerate(items["item_id"])}
-        self.items = items[registry.vector_columns("item")].to_numpy(dtype=np.float32)
-        self.user_defaults = np.asarray(registry.vector_defaults("user"), dtype=np.float32)
-        self.recall = RecallEngine.load(bundle / "recall")
-        hist = pd.read_parquet(bundle / HISTORIES_FILE)
-        self.histories = {
-            str(u): [i for i in h.split("|") if i]
-            for u, h in zip(hist["user_id"], hist["items"], strict=True)
-        }
-        industry = hist["industry"] if "industry" in hist else pd.Series(None, index=hist.index)
-        self.industries = {
-            str(u): (v if isinstance(v, str) else None)
-            for u, v in zip(hist["user_id"], industry, strict=True)
-        }
-        self.ranker = load_ranker(bundle / "ranker", runtime)
-        recall_names, _ = self.recall.candidate_features([])
-        expected = registry.ranker_columns + recall_names + CONTEXT_FEATURES
-        if self.ranker.feature_names != expected or self.ranker.schema_hash != registry.schema_hash:
-            raise PipelineError(
-                f"recommend: the ranker in {bundle} was trained on other features (schema mismatch)"
-            )
-        self.candidates = candidates
-        self.version = bundle.name
+def load_chain(bundle: Path) -> tuple[RankingChain, dict]:
+    """The bundle's chain (recall, feature layout, chain settings) and its ranker.json."""
+    if not (bundle / "manifest.json").exists():
+        raise PipelineError(f"{bundle} is not a complete bundle (no manifest.json)")
+    registry, _, _, _ = read_features(bundle / "features")
+    chain = RankingChain(RecallEngine.load(bundle / "recall"), registry, ChainConfig.load(bundle))
+    ranker = json.loads((bundle / "ranker" / "ranker.json").read_text())
+    if ranker["feature_names"] != chain.columns or ranker["schema_hash"] != chain.schema_hash:
+        raise PipelineError(
+            f"the ranker in {bundle} was trained on another input than its chain computes (schema "
+            f"{ranker['schema_hash']} vs {chain.schema_hash})"
+        )
+    return chain, ranker
 
-    def recommend(self, user_id: str, k: int = 10, exclude: set[str] | None = None) -> list[Recommendation]:
+
+class BundleRecommender:
+    def __init__(self, bundle: Path, *, runtime: Runtime = "onnx") -> None:
+        self.chain, _ = load_chain(bundle)
+        registry, users, items, _ = read_features(bundle / "features")
+        self.users = VectorTable.from_frame(
+            users, "user_id", registry.vector_columns("user"), registry.vector_defaults("user")
+        )
+        self.items = VectorTable.from_frame(
+            items, "item_id", registry.vector_columns("item"), registry.vector_defaults("item")
+        )
+        self.states = UserStates.load(bundle / HISTORIES_FILE)
+        self.ranker = load_ranker(bundle / "ranker", runtime)
+        self.version = str(json.loads((bundle / "manifest.json").read_text()).get("version") or bundle.name)
+
+    @property
+    def user_ids(self) -> dict[str, int]:
+        return self.users.index
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        exclude: set[str] | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> list[Recommendation]:
+        """``weights``: recall fusion weights over the configured ones (an experiment variant's)."""
         if not 1 <= k <= MAX_K:
             raise InvalidInput(f"k: {k} is out of range (1..{MAX_K})")
-        history = self.histories.get(user_id, [])
-        ctx = RecallContext(
-            history=history,
-            user_industry=self.industries.get(user_id),
-            exclude=set(history) | (exclude or set()),
-        )
-        cands = [c for c in self.recall.recall(user_id, ctx, k=self.candidates) if c.item_id in self.item_ids]
-        if not cands:
-            return []
-        row = self.user_ids.get(user_id)
-        user_vec = self.users[row] if row is not None else self.user_defaults
-        item_vecs = self.items[[self.item_ids[c.item_id] for c in cands]]
-        _, recall_x = self.recall.candidate_features(cands)
-        X = np.hstack(
-            [self.cross.ranking_matrix(user_vec, item_vecs), recall_x, np.zeros((len(cands), 1), np.float32)]
-        )
-        scores = self.ranker.score(X)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [Recommendation(cands[i].item_id, float(scores[i]), sorted(cands[i].channels)) for i in order]
+        ranked = self.chain.rank(
+            user_id, self.states, self.users, self.items, self.ranker.score, k,
+            exclude=exclude or (), weights=weights,
+        )  # fmt: skip
+        return [
+            Recommendation(i, s, c)
+            for i, s, c in zip(ranked.items, ranked.scores, ranked.channels, strict=True)
+        ]
 
     def batch(self, user_ids: list[str], k: int) -> pd.DataFrame:
         rows = []

@@ -13,8 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from recsys.chain.config import ChainConfig
 from recsys.cleaning.config import CleaningConfig
 from recsys.errors import ConfigError
+from recsys.evaluation.config import EvaluationConfig
 from recsys.ranking.config import RankingConfig, TrainingConfig
 
 # where config/ sits in a source checkout or an image that copies the tree (editable install)
@@ -64,6 +66,8 @@ class Settings(BaseSettings):
     cleaning: CleaningConfig = CleaningConfig()
     ranking: RankingConfig = RankingConfig()
     training: TrainingConfig = TrainingConfig()
+    chain: ChainConfig = ChainConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     @property
     def source_db_url(self) -> str:

@@ -136,19 +136,26 @@ def test_publish_then_lookup_round_trips_values(store: OnlineStore) -> None:
     assert store.meta() == snap.meta
 
 
-def test_user_view_reads_the_vector_and_the_history_list(store: OnlineStore) -> None:
-    # the itemcf list of the first item id: here one named like a user, as a history list is
+def test_user_view_reads_the_vector_and_the_users_lists(store: OnlineStore) -> None:
+    # the lists of the first item id: here one named like a user, as a history list is
     snap = make_snapshot("v1", seed=6, item_ids=["u3", *[f"i{k}" for k in range(40)]])
     store.publish(snap)
-    view = store.user_view("u3", "itemcf", "v1")
+    view = store.user_view("u3", ("itemcf", "popular", "absent"), "v1")
     assert view.version == "v1" and view.served_by == store.name
     np.testing.assert_array_equal(view.user, snap.blocks["user"].values[3])
-    assert view.recall == store.recall("itemcf", ["u3"])["u3"] != []  # scores stored as float32
-    assert [i for i, _ in view.recall] == [i for i, _ in snap.recall["itemcf"]["u3"]]
-    nobody = store.user_view("nobody", "itemcf", "v1")
-    assert nobody.user is None and nobody.recall == []
+    got = view.lists["itemcf"]
+    assert got == store.recall("itemcf", ["u3"])["u3"] != []  # scores stored as float32
+    assert [i for i, _ in got] == [i for i, _ in snap.recall["itemcf"]["u3"]]
+    assert view.lists["popular"] == store.recall("popular", ["u3"])["u3"] and view.lists["absent"] == []
+    # a long list comes back whole: nothing is capped on the way
+    long = make_snapshot("v2", seed=6, item_ids=["u3", *[f"i{k}" for k in range(40)]])
+    long.recall["seen"] = {"u3": [(f"x{n}", 0.0) for n in range(5000)]}
+    store.publish(long, activate=False)
+    assert len(store.user_view("u3", ("seen",), "v2").lists["seen"]) == 5000
+    nobody = store.user_view("nobody", ("itemcf",), "v1")
+    assert nobody.user is None and nobody.lists == {"itemcf": []}
     with pytest.raises(StoreError, match="not published"):
-        store.user_view("u3", "itemcf", "v9")
+        store.user_view("u3", ("itemcf",), "v9")
 
 
 def test_lookup_of_300_candidates_with_64_features(store: OnlineStore) -> None:
@@ -188,7 +195,7 @@ def test_item_cache_answers_like_the_store_and_reads_only_new_items(
     assert asked[4] == [] and len(cache) == 31
     assert cache.misses == sum(map(len, asked)) and cache.hits == sum(map(len, requests)) - cache.misses
     # with the user's vector read already (serving's user_view), cached items need no store call
-    view = store.user_view("u2", "itemcf", "v1")
+    view = store.user_view("u2", ("itemcf",), "v1")
     asked.clear()
     got = cache.lookup(store, "u2", ["i3", "i39"], view)
     assert asked == [] and got.served_by == view.served_by and got.found.all()
@@ -434,7 +441,7 @@ def test_redis_lookup_takes_at_most_two_round_trips(
     cold.recall("itemcf", ["i0", "i1"])
     assert sent == ["MGET"]
     sent.clear()
-    assert cold.user_view("u0", "itemcf", "v1").user is not None
+    assert cold.user_view("u0", ("itemcf",), "v1").user is not None
     assert sent == ["MGET"]  # the history and the user's vector: one round trip
     redis_store.publish(make_snapshot("v2", fill=2.0))
     redis_store.prune(1)  # the reader's cached v1 is gone: corrected within the same lookup
@@ -542,7 +549,7 @@ def test_fallback_serves_from_sqlite_when_redis_dies(
     assert got.served_by == "sqlite" and got.version == "v1" and got.found.tolist() == [True, False]
     np.testing.assert_array_equal(got.items[0], snap.blocks["item"].values[1])
     assert store.recall("itemcf", ["i1"]) == {"i1": [("i0", 0.5)]}
-    view = store.user_view("u1", "itemcf", "v1")
+    view = store.user_view("u1", ("itemcf",), "v1")
     assert view.served_by == "sqlite" and view.user is not None
     store.ping()  # still serving, degraded
     assert time.monotonic() - started < 5

@@ -111,9 +111,30 @@ def test_tritonclient_returns_k_ranked_items(url: str, bundle: Path) -> None:
         == Experiments.load(REPO_ROOT / "config/experiments.yaml").assign(user).name
     )
     assert text(result.as_numpy("experiment_variant")) == [params["experiment_variant"]]
-    # diversity: at most 3 per category in the top k
+    # diversity: at most the bundle's category cap per category in the top k (0: no cap)
+    cap = json.loads((bundle / "chain.json").read_text())["category_cap"]
     cats = read_features(bundle / "features")[2].set_index("item_id")["item_category_code"]
-    assert max(Counter(cats[i] for i in items).values()) <= 3
+    assert not cap or max(Counter(cats[i] for i in items).values()) <= cap
+
+
+def test_the_served_lists_are_the_offline_chains_item_for_item(url: str, bundle: Path) -> None:
+    """The transformer (online store, predictor over HTTP) and `recsys recommend` (bundle files,
+    ranker in process) run one chain: the same items in the same order, the same scores."""
+    from recsys.recommend import BundleRecommender
+
+    offline = BundleRecommender(bundle)
+    experiments = Experiments.load(REPO_ROOT / "config" / "experiments.yaml")
+    users = sorted(offline.user_ids)[:25] + ["never-seen-user"]
+    variants = set()
+    for user in users:
+        online = infer(url, user, 10)
+        variant = experiments.assign(user)
+        variants.add(variant.name)
+        expected = offline.recommend(user, 10, weights=variant.recall_weights)
+        assert text(online.as_numpy("item_ids")) == [r.item_id for r in expected], user
+        np.testing.assert_allclose(online.as_numpy("scores"), [r.score for r in expected], rtol=1e-6)
+        assert online.get_response()["parameters"]["degrade_level"] == 0
+    assert len(variants) > 1  # both experiment variants were compared
 
 
 def test_kserve_rest_client_json(url: str, bundle: Path) -> None:

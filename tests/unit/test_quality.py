@@ -468,3 +468,30 @@ def test_push_failure_names_the_url() -> None:
     url = "http://127.0.0.1:9"  # discard port: nothing listens there
     with pytest.raises(PushError, match=re.escape(url)):
         push(_mixed_report(), url, timeout=2)
+
+
+def test_an_optional_column_a_source_never_had_is_not_applicable_not_a_failure() -> None:
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "price": [None, None, None]})
+    checks = [
+        {"table": "items", "type": "null_rate", "column": "price", "max": 0.05},
+        {"table": "items", "type": "range", "column": "price", "gt": 0},
+        {"table": "items", "type": "drift", "column": "price"},
+    ]
+    first = _run({"items": items}, *checks)
+    assert first.passed and first.score == 100.0
+    assert all(c.skipped and "not applicable: items.price has no value in the whole source" in c.message
+               for c in first.checks)  # fmt: skip
+    again = _run({"items": items}, *checks, baseline=first.baseline())
+    assert again.passed and all(c.skipped for c in again.checks)
+
+
+def test_an_optional_column_that_loses_its_values_still_fails() -> None:
+    priced = pd.DataFrame({"item_id": ["a", "b", "c"], "price": [1.0, 2.0, 3.0]})
+    check = {"table": "items", "type": "null_rate", "column": "price", "max": 0.05}
+    before = _run({"items": priced}, check)
+    lost = _run({"items": priced.assign(price=None)}, check, baseline=before.baseline())
+    assert not lost.passed and not _only(lost).skipped and "null rate 1.0000 > 0.05" in _only(lost).message
+    # a required column is never "not applicable", baseline or not
+    ids = _run({"items": pd.DataFrame({"item_id": [None, None]})}, {"table": "items", "type": "null_rate",
+                                                                    "column": "item_id"})  # fmt: skip
+    assert not ids.passed

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
 import pytest
 
 from recsys.errors import InvalidInput, PipelineError
 from recsys.evaluation.metrics import auc
 from recsys.ranking.config import RankingConfig
-from recsys.ranking.dataset import impression_rows, sampled_rows, slate_sizes
 from recsys.ranking.logistic import LogisticRanker, fit_logistic
 from recsys.ranking.model import INFO_FILE, LOGISTIC_FILE, NATIVE_FILE, ONNX_FILE, load_ranker, save_ranker
 from recsys.ranking.onnx_export import (
@@ -57,7 +54,13 @@ def synthetic_set(n_slates: int, seed: int) -> RankingSet:
 
 
 def small_cfg(**overrides: object) -> RankingConfig:
-    base: dict[str, object] = {"n_estimators": 100, "min_child_samples": 20, "early_stopping_rounds": 10}
+    base: dict[str, object] = {
+        "n_estimators": 100,
+        "min_child_samples": 20,
+        "early_stopping_rounds": 10,
+        "learning_rate": 0.05,
+        "refit_on_validation": False,  # the metrics below are those of the returned booster
+    }
     return RankingConfig(**{**base, **overrides})
 
 
@@ -129,150 +132,6 @@ def test_slate_ndcg_ties_keep_row_order_and_no_positive_is_zero() -> None:
     assert slate_ndcg(np.array([0.5, 0.5]), np.array([0.0, 0.0]), np.array([2])) == 0.0
 
 
-# --- impression_rows / slate_sizes -----------------------------------------------------------
-
-START, END = datetime(2024, 1, 10), datetime(2024, 1, 11)
-
-
-def _event(
-    ts: str, kind: str, user: str, item: str, request: str | None, position: float | None
-) -> dict[str, object]:
-    return {
-        "ts": pd.Timestamp(ts),
-        "event_type": kind,
-        "user_id": user,
-        "item_id": item,
-        "request_id": request,
-        "position": position,
-    }
-
-
-@pytest.fixture
-def impression_events() -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            # r1 (u1) starts exactly at the window start; logged out of position order
-            _event("2024-01-10 00:00", "impression", "u1", "i3", "r1", 2),
-            _event("2024-01-10 00:00", "impression", "u1", "i1", "r1", 0),
-            _event("2024-01-10 00:00", "impression", "u1", "i2", "r1", 1),
-            _event("2024-01-10 00:00", "impression", "u1", "i1", "r1", 0),  # logged twice
-            _event("2024-01-10 00:01", "click", "u1", "i2", "r1", None),
-            _event("2024-01-10 00:02", "purchase", "u1", "i3", "r1", None),
-            _event("2024-01-10 00:03", "click", "u1", "i4", "r1", None),  # not shown in r1
-            # r2 (u2): its click carries no request id, so it labels nothing
-            _event("2024-01-10 12:00", "impression", "u2", "i4", "r2", 0),
-            _event("2024-01-10 12:00", "impression", "u2", "i1", "r2", 1),
-            _event("2024-01-10 12:05", "click", "u2", "i4", None, None),
-            # outside [start, end): just before the start and exactly at the end
-            _event("2024-01-09 23:59", "impression", "u2", "i5", "r0", 0),
-            _event("2024-01-11 00:00", "impression", "u1", "i6", "r3", 0),
-            _event("2024-01-11 00:01", "click", "u1", "i6", "r3", None),
-            # an impression without a request id cannot be grouped into a slate
-            _event("2024-01-10 06:00", "impression", "u1", "i7", None, 0),
-        ]
-    )
-
-
-def test_impression_rows_labels_window_and_order(impression_events: pd.DataFrame) -> None:
-    rows = impression_rows(impression_events, START, END)
-    assert list(rows.columns) == ["request_id", "user_id", "item_id", "ts", "position", "label"]
-    assert list(rows["request_id"]) == ["r1", "r1", "r1", "r2", "r2"]
-    assert list(rows["item_id"]) == ["i1", "i2", "i3", "i4", "i1"]  # by position within a slate
-    assert list(rows["position"]) == [0, 1, 2, 0, 1]
-    assert list(rows["user_id"]) == ["u1", "u1", "u1", "u2", "u2"]
-    # r1: i2 clicked, i3 purchased; r2: i4's click has no request id; r1's click on i4 is not r2's
-    assert rows["label"].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]
-    assert rows["label"].dtype == np.float32
-    assert rows["ts"].min() == pd.Timestamp(START)  # start is inclusive
-    assert (rows["ts"] < pd.Timestamp(END)).all()  # end is exclusive
-    assert slate_sizes(rows).tolist() == [3, 2]
-
-
-def test_impression_rows_later_window_sees_only_its_slate(impression_events: pd.DataFrame) -> None:
-    rows = impression_rows(impression_events, END, datetime(2024, 1, 12))
-    assert rows[["request_id", "item_id", "label"]].values.tolist() == [["r3", "i6", 1.0]]
-    empty = impression_rows(impression_events, datetime(2024, 2, 1), datetime(2024, 2, 2))
-    assert len(empty) == 0
-    assert slate_sizes(empty).tolist() == []
-
-
-def test_slate_sizes_counts_contiguous_runs() -> None:
-    rows = pd.DataFrame({"request_id": ["a", "a", "b", "c", "c", "c", "a"]})
-    # "a" reappears after "c": a new run, so sizes follow row order, not distinct ids
-    assert slate_sizes(rows).tolist() == [2, 1, 3, 1]
-
-
-# --- sampled_rows ----------------------------------------------------------------------------
-
-CATALOGUE = np.array([f"i{n}" for n in range(20)], dtype=object)
-
-
-@pytest.fixture
-def sampled_events() -> pd.DataFrame:
-    events = []
-    # u1 touched i0..i5 (views included), positives in the window on i0, i1, i2 (i0 twice)
-    for n in range(6):
-        events.append(_event("2024-01-05 10:00", "view", "u1", f"i{n}", None, None))
-    events.append(_event("2024-01-10 10:00", "click", "u1", "i0", None, None))
-    events.append(_event("2024-01-10 10:05", "purchase", "u1", "i0", None, None))
-    events.append(_event("2024-01-10 11:00", "add_to_cart", "u1", "i1", None, None))
-    events.append(_event("2024-01-10 12:00", "click", "u1", "i2", None, None))
-    # u2 touched 18 of the 20 items: only i18 and i19 may be negatives
-    for n in range(18):
-        events.append(_event("2024-01-03 10:00", "view", "u2", f"i{n}", None, None))
-    events.append(_event("2024-01-10 13:00", "click", "u2", "i7", None, None))
-    # a positive outside the window: not a slate, but i9 is still u1's item
-    events.append(_event("2024-01-12 10:00", "click", "u1", "i9", None, None))
-    return pd.DataFrame(events)
-
-
-def _sampled(events: pd.DataFrame, seed: int, negatives: int = 4) -> pd.DataFrame:
-    weights = np.linspace(1.0, 3.0, len(CATALOGUE))
-    return sampled_rows(events, START, END, CATALOGUE, weights, negatives, seed)
-
-
-def test_sampled_rows_slates(sampled_events: pd.DataFrame) -> None:
-    rows = _sampled(sampled_events, seed=3)
-    seen = sampled_events.groupby("user_id")["item_id"].agg(set).to_dict()
-    # one slate per distinct in-window positive (user, item): u1 i0 (click + purchase), i1, i2; u2 i7
-    positives = rows[rows["label"] == 1.0]
-    assert positives[["user_id", "item_id"]].values.tolist() == [
-        ["u1", "i0"],
-        ["u1", "i1"],
-        ["u1", "i2"],
-        ["u2", "i7"],
-    ]
-    assert slate_sizes(rows).sum() == len(rows)
-    assert len(slate_sizes(rows)) == 4
-    for _, slate in rows.groupby("request_id", sort=False):
-        assert slate["label"].tolist()[0] == 1.0 and slate["label"].iloc[1:].eq(0.0).all()
-        assert slate["position"].tolist() == list(range(len(slate)))
-        assert 1 <= len(slate) <= 1 + 4
-        user = slate["user_id"].iloc[0]
-        negatives = slate["item_id"].iloc[1:]
-        assert negatives.is_unique
-        assert not set(negatives) & seen[user], f"{user} got an item it interacted with"
-    # i9 (u1's positive after the window) is never one of u1's negatives
-    assert "i9" not in set(rows[(rows["user_id"] == "u1") & (rows["label"] == 0)]["item_id"])
-    u2_negatives = set(rows[(rows["user_id"] == "u2") & (rows["label"] == 0)]["item_id"])
-    assert u2_negatives <= {"i18", "i19"}
-
-
-def test_sampled_rows_deterministic_per_seed(sampled_events: pd.DataFrame) -> None:
-    first = _sampled(sampled_events, seed=11)
-    pd.testing.assert_frame_equal(first, _sampled(sampled_events, seed=11))
-    # another seed draws other negatives (the positives stay put)
-    other = _sampled(sampled_events, seed=12)
-    assert first[first["label"] == 0]["item_id"].tolist() != other[other["label"] == 0]["item_id"].tolist()
-    assert first[first["label"] == 1]["item_id"].tolist() == other[other["label"] == 1]["item_id"].tolist()
-
-
-def test_sampled_rows_respects_negatives_count(sampled_events: pd.DataFrame) -> None:
-    rows = _sampled(sampled_events, seed=5, negatives=1)
-    assert slate_sizes(rows).max() <= 2
-    assert (rows["label"] == 0).sum() >= 1
-
-
 # --- train_ranker ----------------------------------------------------------------------------
 
 
@@ -311,6 +170,19 @@ def test_train_ranker_learns(trained: TrainedRanker, valid_set: RankingSet) -> N
     # the returned booster has float32-exact thresholds (ready for ONNX)
     t = thresholds(trained.booster)
     assert len(t) and np.array_equal(t.astype(np.float32).astype(np.float64), t)
+
+
+def test_refit_keeps_the_choices_and_learns_from_the_validation_slates_too(
+    trained: TrainedRanker, train_set: RankingSet, valid_set: RankingSet
+) -> None:
+    refit = train_ranker(train_set, valid_set, FEATURES, small_cfg(refit_on_validation=True))
+    assert refit.objective == trained.objective
+    assert refit.booster.current_iteration() == trained.booster.current_iteration()
+    # the validation metrics are the validation model's; the returned model saw those rows too
+    assert refit.metrics["valid_ndcg10"] == trained.metrics["valid_ndcg10"]
+    assert not np.allclose(refit.booster.predict(valid_set.X), trained.booster.predict(valid_set.X))
+    t = thresholds(refit.booster)
+    assert np.array_equal(t.astype(np.float32).astype(np.float64), t)
 
 
 def test_auto_margin_decides_a_near_tie(train_set: RankingSet, valid_set: RankingSet) -> None:

@@ -104,7 +104,6 @@ def test_recall_data_weights_and_point_in_time() -> None:
         ("a", 0.5),
         ("b", 4.0),
     ]
-    assert d.purchases.values.tolist() == [["u1", "b"]]
     assert d.histories() == {"u1": ["b"]}  # a view is not a positive
     with pytest.raises(ConfigError, match="impression"):
         RecallData.from_tables(_tables(events), AS_OF, weights={"impression": 1.0})
@@ -350,15 +349,23 @@ def test_fuse_weights_dedup_exclusion_and_provenance() -> None:
     assert names == [
         "recall_x_rr",
         "recall_x_hit",
+        "recall_x_rel",
         "recall_y_rr",
         "recall_y_hit",
+        "recall_y_rel",
         "recall_z_rr",
         "recall_z_hit",
+        "recall_z_rel",
         "recall_fused_score",
         "recall_channel_count",
     ]
-    assert matrix[0].tolist() == [0.5, 1, 1, 1, 0, 0, 2.5, 2]
-    assert matrix[2].tolist() == [0, 0, 0.5, 1, 0, 0, 1.0, 1]
+    # rel: b's 3.0 over x's best admissible 5.0, y's 0.9 over its own best 0.9
+    assert matrix[0].tolist() == pytest.approx([0.5, 1, 0.6, 1, 1, 1, 0, 0, 0, 2.5, 2])
+    assert matrix[2].tolist() == pytest.approx([0, 0, 0, 0.5, 1, 0.5 / 0.9, 0, 0, 0, 1.0, 1])
+    # with a cut to one candidate, rel still relates to the channel's best before the cut
+    assert candidate_features(fuse(results, {"x": 1.0, "y": 2.0}, k=1, exclude={"c"}), ["x"])[1][0, 2] == (
+        pytest.approx(0.6)
+    )
 
 
 def test_fused_candidates_read_like_the_list_they_stand_for() -> None:
@@ -375,12 +382,17 @@ def test_fused_candidates_read_like_the_list_they_stand_for() -> None:
     assert scores == sorted(scores, reverse=True) and not {"i1", "i2"} & {c.item_id for c in as_list}
     # "extra" is no configured channel: no column, but it counts in recall_channel_count
     names, fast = candidate_features(fused, ["a", "b", "c", "z"])
-    _, generic = candidate_features(as_list, ["a", "b", "c", "z"])
-    np.testing.assert_array_equal(fast, generic)
+    assert names[-2:] == ["recall_fused_score", "recall_channel_count"]
+    for row, cand in enumerate(as_list):  # the arrays say what each Candidate says
+        for n, channel in enumerate(["a", "b", "c", "z"]):
+            rank = cand.channels.get(channel, (None,))[0]
+            assert fast[row, 3 * n] == pytest.approx(0.0 if rank is None else 1 / (rank + 1))
+        assert fast[row, -1] == len(cand.channels)
     keep = np.array([20, 3, 7])
     part = fused.take(keep)
     assert list(part) == [as_list[n] for n in keep]
-    np.testing.assert_array_equal(candidate_features(part, ["a", "b"])[1][:, :4], generic[keep][:, :4])
+    # a subset keeps each row's features, the relative scores included
+    np.testing.assert_array_equal(candidate_features(part, ["a", "b"])[1][:, :6], fast[keep][:, :6])
     assert [part.channel_names(n) for n in range(3)] == [sorted(as_list[n].channels) for n in keep]
     picked = [24, 0, 11, 5]
     assert fused.channel_lists(picked) == [sorted(as_list[n].channels) for n in picked]
@@ -441,14 +453,14 @@ def test_engine_filters_and_save_load_round_trip(tmp_path: Path) -> None:
     ctxs = {"u1": _ctx("c", "a"), "u2": _ctx("b", "a", exclude={"a"}), "new": _ctx("d")}
     before = {u: engine.recall(u, c, k=20) for u, c in ctxs.items()}
     items_u2 = {c.item_id for c in before["u2"]}
-    assert "e" not in items_u2 and "a" not in items_u2  # purchased, excluded by the request
+    assert "a" not in items_u2  # excluded by the request (the seen set comes with the context)
     assert all(c.item_id != "x" for cands in before.values() for c in cands)  # inactive
     assert "itemcf" in before["u1"][0].channels
     # one vocabulary for all channels; fusing their arrays equals fusing their lists
     assert all(c.vocab is engine.vocab for c in engine.channels)
     for u, ctx in ctxs.items():
         lists = engine.recall_channels(u, ctx)
-        assert fuse(lists, engine.weights, 20, engine.exclusion.exclude_for(u, ctx.exclude)) == before[u]
+        assert fuse(lists, engine.weights, 20, ctx.exclude) == before[u]
     engine.save(tmp_path / "recall")
     loaded = RecallEngine.load(tmp_path / "recall")
     assert {u: loaded.recall(u, c, k=20) for u, c in ctxs.items()} == before
@@ -456,7 +468,8 @@ def test_engine_filters_and_save_load_round_trip(tmp_path: Path) -> None:
     assert loaded.channel("emb").stats == engine.channel("emb").stats
     assert loaded.channel("ease").to_lists() == engine.channel("ease").to_lists() != {}
     names, matrix = loaded.candidate_features(before["u1"])
-    assert names[:2] == ["recall_itemcf_rr", "recall_itemcf_hit"] and matrix.shape == (len(before["u1"]), 20)
+    assert names[:3] == ["recall_itemcf_rr", "recall_itemcf_hit", "recall_itemcf_rel"]
+    assert matrix.shape == (len(before["u1"]), 29)
     assert np.array_equal(matrix, engine.candidate_features(before["u1"])[1])
 
 

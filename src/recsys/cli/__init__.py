@@ -12,6 +12,7 @@ import typer
 from typer._click import exceptions as typer_click
 
 from recsys.cli import data as data_cli
+from recsys.cli import evaluate as evaluate_cli
 from recsys.cli import features as features_cli
 from recsys.cli import model as model_cli
 from recsys.cli import pipeline as pipeline_cli
@@ -34,6 +35,7 @@ app.add_typer(store_cli.app, name="store")
 app.add_typer(model_cli.app, name="model")
 app.add_typer(recommend_cli.app, name="recommend")
 app.command("serve")(serve_cli.serve)
+app.command("evaluate")(evaluate_cli.evaluate)
 
 
 @app.callback()

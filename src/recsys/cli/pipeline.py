@@ -51,6 +51,14 @@ def run(
         str | None, typer.Option(help="Re-extract updated_at >= this ISO time (backfill).")
     ] = None,
     window_end: Annotated[str | None, typer.Option(help="... and < this ISO time.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Compute features, training and evaluation splits, freshness and lag as of this ISO "
+            "time, or 'latest' (the newest event in the source) [default: now].",
+        ),
+    ] = None,
     sync_only: Annotated[
         bool,
         typer.Option("--sync-only", help="Only re-publish the latest bundle to the online store."),
@@ -61,12 +69,14 @@ def run(
     from pipelines.local import run_local, run_sync_local
     from pipelines.summary import gate_failure
     from recsys.steps import parse_time
+    from recsys.steps.extract import check_as_of
 
     if not local_run:
         raise ConfigError(
             "pipeline run: only --local is supported here; on a cluster, "
             "`recsys pipeline compile` and submit the YAML to Kubeflow Pipelines"
         )
+    as_of_text = check_as_of(as_of)
     settings = settings_from(ctx, data_dir=data_dir, source_db=source_db)
     if sync_only:
         result = run_sync_local(settings)
@@ -82,6 +92,7 @@ def run(
         settings,
         window_start=parse_time(window_start, "--window-start"),
         window_end=parse_time(window_end, "--window-end"),
+        as_of=as_of_text,
     )
     if as_json:
         # steps in the order they ran, not alphabetically

@@ -161,6 +161,11 @@ def _activity_x_popularity(p: Pair) -> np.ndarray:
     return np.log1p(p.u("user_click_count_30d")) * p.i("item_popularity_pct_7d")
 
 
+@cross("cross_rating_gap")
+def _rating_gap(p: Pair) -> np.ndarray:
+    return p.i("item_rating_mean_all") - p.u("user_rating_mean_all")
+
+
 class CrossFeatures:
     """Cross features and the ranker's input matrix, in the registry's order."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsys.features.lifetime import Lifetime
 from recsys.features.prepare import Prepared
 from recsys.features.registry import Smoothing
 from recsys.features.windows import Windowed, daily, global_rate, smoothed_rate
@@ -26,6 +27,7 @@ class ItemAggregates:
         purchases = ev[ev["event_type"] == "purchase"]
         gmv = daily(purchases.assign(value=purchases["value"].fillna(0.0)), "item_id", value="value")
         self.gmv = Windowed(gmv, "item_id", self.index)
+        self.lifetime = Lifetime(prep, "item_id", self.index)
 
     def snapshot(self, k: int, smoothing: Smoothing) -> dict[str, np.ndarray]:
         static = self.prep.items
@@ -50,6 +52,8 @@ class ItemAggregates:
         out["item_popularity_pct_7d"] = clicks7.rank(pct=True, method="average").to_numpy()
         out["item_trend_7d_30d"] = (c[("click", 7)] + 1.0) / (c[("click", 30)] * 7.0 / 30.0 + 1.0)
         out["item_days_since_last_click"] = self.by_type["click"].days_since(k)
+        out.update(self.lifetime.snapshot(k, smoothing.ctr_prior_weight, "item"))
+        out["item_popularity_pct_all"] = pd.Series(out["item_users_all"]).rank(pct=True).to_numpy()
 
         cats = static["cat_code"].to_numpy()
         frame = pd.DataFrame({"cat": cats, "clk": c[("click", 30)], "imp": c[("impression", 30)]})

@@ -25,6 +25,8 @@ class Prepared:
     item_tags: np.ndarray  # (n_items, MAX_TAGS) tag buckets, -1 = none
     events: pd.DataFrame  # user_id, item_id, event_type, a, value, item attributes
     band_edges: list[float] = field(default_factory=list)
+    # every event before as_of (user_id, item_id, event_type, a, value): the lifetime features
+    lifetime: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def snapshot_time(self, k: int) -> pd.Timestamp:
         return pd.Timestamp(self.as_of) - pd.Timedelta(days=k)
@@ -66,6 +68,10 @@ def prepare(tables: dict[str, pd.DataFrame], as_of: datetime, snapshots: int) ->
 
     ev = tables["events"][["user_id", "item_id", "event_type", "ts", "value"]]
     a = age_buckets(ev["ts"], as_of)
+    known = item_static.index.get_indexer(ev["item_id"]) >= 0
+    lifetime = ev.loc[(a >= 0) & known, ["user_id", "item_id", "event_type", "value"]].assign(
+        a=a[(a >= 0) & known]
+    )
     keep = (a >= 0) & (a < snapshots - 1 + RECENCY_HORIZON_DAYS)
     ev = ev.loc[keep, ["user_id", "item_id", "event_type", "value"]].copy()
     ev["a"] = a[keep]
@@ -76,4 +82,5 @@ def prepare(tables: dict[str, pd.DataFrame], as_of: datetime, snapshots: int) ->
     for col in ("cat_code", "ind_code", "band", "log_price"):
         ev[col] = item_static[col].to_numpy()[rows]
     ev["item_row"] = rows
-    return Prepared(as_of, snapshots, user_static, item_static, item_tags, ev.reset_index(drop=True), edges)
+    return Prepared(as_of, snapshots, user_static, item_static, item_tags, ev.reset_index(drop=True), edges,
+                    lifetime.reset_index(drop=True))  # fmt: skip

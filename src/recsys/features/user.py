@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.features.hashing import MAX_TAGS
+from recsys.features.lifetime import Lifetime
 from recsys.features.prepare import CATEGORY_DIM, INDUSTRY_DIM, PRICE_BANDS, TAG_DIM, Prepared
 from recsys.features.registry import Smoothing
 from recsys.features.windows import Windowed, daily, global_rate, normalize_rows, smoothed_rate
@@ -45,6 +46,7 @@ class UserAggregates:
             }
         )
         self.tags = windowed(exploded[exploded["tag"] >= 0], by="tag")
+        self.lifetime = Lifetime(prep, "user_id", self.index)
 
     def snapshot(self, k: int, smoothing: Smoothing) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -77,6 +79,7 @@ class UserAggregates:
         at = self.prep.snapshot_time(k)
         tenure = (at - self.prep.users["created_at"]).dt.total_seconds().to_numpy() / 86400.0
         out["user_tenure_days"] = np.clip(tenure, 0, None)
+        out.update(self.lifetime.snapshot(k, smoothing.ctr_prior_weight, "user"))
 
         lp_sum = self.click_lp.sum(k, 30)
         lp2_sum = self.click_lp2.sum(k, 30)

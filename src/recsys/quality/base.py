@@ -39,9 +39,25 @@ def as_naive_utc(ts: datetime | pd.Timestamp) -> pd.Timestamp:
 @dataclass(frozen=True)
 class CheckContext:
     table: str
-    now: pd.Timestamp  # naive UTC run time
+    now: pd.Timestamp  # naive UTC as-of time of the run
     baseline: Baseline | None
     psi: PsiConfig
+    optional: frozenset[str] = frozenset()  # the table's columns the data contract lets be null
+
+    def not_applicable(self, series: pd.Series) -> Outcome | None:
+        """A skip, when ``series`` is an optional column with no value at all that had none in
+        the baseline either: the source does not have it (MovieLens has no prices), which is
+        not a quality problem. An optional column that loses the values it had still fails."""
+        column = str(series.name)
+        if column not in self.optional or len(series) == 0 or series.notna().any():
+            return None
+        before = self.baseline.filled(self.table, column) if self.baseline else None
+        if before:
+            return None
+        return skipped(
+            f"not applicable: {self.table}.{column} has no value in the whole source "
+            "(optional in the data contract)"
+        )
 
 
 @dataclass
@@ -109,7 +125,10 @@ class Check:
     @classmethod
     def run(cls, df: pd.DataFrame, columns: list[str], params: Any, ctx: CheckContext) -> Outcome:
         outcomes = {
-            c: cls.check_column(df[c], params, ctx) if c in df.columns else missing_column(c) for c in columns
+            c: (ctx.not_applicable(df[c]) or cls.check_column(df[c], params, ctx))
+            if c in df.columns
+            else missing_column(c)
+            for c in columns
         }
         return combine(outcomes)
 

@@ -165,6 +165,7 @@ def compare(base: ColumnProfile, series: pd.Series) -> Comparison:
 class TableProfile:
     rows: int
     columns: dict[str, ColumnProfile] = field(default_factory=dict)
+    filled: dict[str, int] = field(default_factory=dict)  # non-null values per column
 
 
 @dataclass
@@ -180,6 +181,10 @@ class Baseline:
     def column(self, table: str, column: str) -> ColumnProfile | None:
         return self.tables[table].columns.get(column) if table in self.tables else None
 
+    def filled(self, table: str, column: str) -> int | None:
+        """Non-null values the column had in the baseline (None: not recorded)."""
+        return self.tables[table].filled.get(column) if table in self.tables else None
+
     def updated(self, newer: Baseline) -> Baseline:
         """``newer``'s tables replace ours; tables it lacks are carried over unchanged."""
         return Baseline({**self.tables, **newer.tables}, newer.created_at or self.created_at)
@@ -189,7 +194,11 @@ class Baseline:
             "format": FORMAT_VERSION,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "tables": {
-                name: {"rows": t.rows, "columns": {c: p.to_dict() for c, p in sorted(t.columns.items())}}
+                name: {
+                    "rows": t.rows,
+                    "columns": {c: p.to_dict() for c, p in sorted(t.columns.items())},
+                    "filled": dict(sorted(t.filled.items())),
+                }
                 for name, t in sorted(self.tables.items())
             },
         }
@@ -201,7 +210,9 @@ class Baseline:
         created = raw.get("created_at")
         tables = {
             name: TableProfile(
-                int(t["rows"]), {c: ColumnProfile.from_dict(p) for c, p in t.get("columns", {}).items()}
+                int(t["rows"]),
+                {c: ColumnProfile.from_dict(p) for c, p in t.get("columns", {}).items()},
+                {str(c): int(n) for c, n in t.get("filled", {}).items()},
             )
             for name, t in raw["tables"].items()
         }

@@ -160,6 +160,7 @@ def render_html(report: QualityReport) -> str:
     cls = "pass" if report.passed else "fail"
     failing = report.failing
     failing_text = "Failing: " + ", ".join(escape(c.name) for c in failing) if failing else "All checks pass."
+    as_of = (report.as_of or report.run_at).isoformat()
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -169,7 +170,7 @@ def render_html(report: QualityReport) -> str:
 </head>
 <body>
 <h1>Data quality report</h1>
-<p class="muted">Run at {escape(report.run_at.isoformat())} UTC</p>
+<p class="muted">Run at {escape(report.run_at.isoformat())} UTC, as of {escape(as_of)} UTC</p>
 <p><span class="score">{report.score:.2f}</span> / 100, threshold {report.threshold:g}
 <span class="badge {cls}">{verdict}</span></p>
 <p>{len(report.checks)} checks, {len(failing)} failing. {failing_text}</p>

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from recsys.contracts import CONTRACTS
 from recsys.quality.base import CheckContext, CheckResult, as_naive_utc, jsonable
 from recsys.quality.baseline import Baseline, ColumnProfile, TableProfile, profile_column
 from recsys.quality.checks import drift_kind, resolve_columns, run_check
@@ -38,6 +39,7 @@ class QualityReport:
     # current profiles of this run's tables, which become the next run's baseline
     profiles: dict[str, TableProfile] = field(default_factory=dict)
     previous: Baseline | None = None
+    as_of: datetime | None = None  # what freshness was measured against (default: run_at)
 
     @property
     def passed(self) -> bool:
@@ -74,6 +76,7 @@ class QualityReport:
                 "threshold": self.threshold,
                 "passed": self.passed,
                 "run_at": self.run_at.isoformat(),
+                "as_of": (self.as_of or self.run_at).isoformat(),
                 "summary": {
                     "checks": len(self.checks),
                     "failed": len(self.failing),
@@ -96,7 +99,10 @@ def weighted_score(results: list[CheckResult]) -> float:
 
 def _profiles(tables: dict[str, pd.DataFrame], config: QualityConfig) -> dict[str, TableProfile]:
     """Row counts of every table, plus a profile of each column some drift check watches."""
-    out = {name: TableProfile(rows=len(df)) for name, df in tables.items()}
+    out = {
+        name: TableProfile(rows=len(df), filled={str(c): int(df[c].notna().sum()) for c in df.columns})
+        for name, df in tables.items()
+    }
     for spec in config.checks:
         df = tables.get(spec.table)
         if spec.type != "drift" or df is None:
@@ -111,12 +117,19 @@ def _profiles(tables: dict[str, pd.DataFrame], config: QualityConfig) -> dict[st
     return out
 
 
+def optional_columns(table: str) -> frozenset[str]:
+    """Columns of a source table that its data contract lets be null (none for other tables)."""
+    contract = CONTRACTS.get(table)
+    return frozenset(c.name for c in contract.table.columns if c.nullable) if contract else frozenset()
+
+
 def run_quality(
     tables: dict[str, pd.DataFrame],
     config: QualityConfig,
     *,
     baseline: Baseline | None,
     now: datetime,
+    ran_at: datetime | None = None,
 ) -> QualityReport:
     """Run every configured check; ``now`` is the run time (naive UTC, or aware and converted).
 
@@ -125,14 +138,19 @@ def run_quality(
     """
     run_at = as_naive_utc(now)
     results = [
-        run_check(spec, tables.get(spec.table), CheckContext(spec.table, run_at, baseline, config.psi))
+        run_check(
+            spec,
+            tables.get(spec.table),
+            CheckContext(spec.table, run_at, baseline, config.psi, optional_columns(spec.table)),
+        )
         for spec in config.checks
     ]
     return QualityReport(
         score=weighted_score(results),
         threshold=config.threshold,
         checks=results,
-        run_at=run_at.to_pydatetime(),
+        run_at=as_naive_utc(ran_at).to_pydatetime() if ran_at else run_at.to_pydatetime(),
         profiles=_profiles(tables, config),
         previous=baseline,
+        as_of=run_at.to_pydatetime(),
     )

@@ -104,6 +104,19 @@ def _fit(
     )
 
 
+def _refit(
+    cfg: RankingConfig, objective: str, train: RankingSet, valid: RankingSet, names: list[str], trees: int
+) -> lgb.Booster:
+    """The chosen objective and number of trees, fitted again on the training and validation
+    slates together: a fifth more users to learn from, and the choices already made."""
+    both = RankingSet(np.vstack([train.X, valid.X]), np.concatenate([train.y, valid.y]),
+                      np.concatenate([train.groups, valid.groups]))  # fmt: skip
+    group = both.groups if objective == "lambdarank" else None
+    data = lgb.Dataset(both.X, both.y, group=group, feature_name=names)
+    booster = lgb.train(_params(cfg, objective), data, num_boost_round=trees)
+    return float32_thresholds(lgb.Booster(model_str=booster.model_to_string()))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -142,6 +155,8 @@ def train_ranker(
     assert best is not None
     ndcg, objective, booster = best
     scores = booster.predict(valid.X)
+    if cfg.refit_on_validation:
+        booster = _refit(cfg, objective, train, valid, feature_names, booster.current_iteration())
     probs = scores if objective == "binary" else _sigmoid(scores)
     logistic = fit_logistic(train.X, train.y, feature_names, c=cfg.logistic_c)
     lr_scores = logistic.predict(valid.X)

@@ -85,6 +85,8 @@ class RecallChannel(ABC):
 
     type: ClassVar[str]
     Params: ClassVar[type[ChannelParams]] = ChannelParams
+    # fitted on the items table alone (not on interactions): a fit on the same items is reusable
+    items_only: ClassVar[bool] = False
 
     def __init__(self, name: str | None = None, params: ChannelParams | dict[str, Any] | None = None) -> None:
         self.name = name or self.type
@@ -94,6 +96,7 @@ class RecallChannel(ABC):
         self.stats: dict[str, Any] = {}
         self.lists = RankedLists.empty()
         self.vocab = ItemVocab([])
+        self.fitted_on: int | None = None
 
     @classmethod
     def parse_params(cls, params: ChannelParams | dict[str, Any] | None, name: str) -> ChannelParams:
@@ -120,6 +123,7 @@ class RecallChannel(ABC):
         else:
             self.enabled, self.disabled_reason = True, None
         self.stats["lists"] = len(self.lists)
+        self.fitted_on = data.items_key if self.items_only else None
         self.use_vocab(ItemVocab.union(self.item_arrays()))
 
     @abstractmethod

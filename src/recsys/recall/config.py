@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from recsys.errors import ConfigError
 from recsys.recall.base import ChannelParams
 from recsys.recall.data import DEFAULT_WEIGHTS, check_weights
+from recsys.recall.filtering import SeenPolicy
 from recsys.recall.registry import CHANNELS
 
 DEFAULT_CONFIG = Path("config/recall.yaml")
@@ -48,8 +49,8 @@ class FusionConfig(BaseModel):
 class FilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    exclude_purchased: bool = True
     exclude_inactive: bool = True
+    exclude_seen: SeenPolicy = Field(default_factory=SeenPolicy)
 
 
 class RecallConfig(BaseModel):

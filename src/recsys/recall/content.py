@@ -45,6 +45,7 @@ class Content(NeighbourChannel):
 
     type = "content"
     Params: ClassVar[type[ChannelParams]] = ContentParams
+    items_only = True
 
     def _fit(self, data: RecallData) -> str | None:
         p: ContentParams = self.params  # type: ignore[assignment]

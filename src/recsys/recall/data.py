@@ -40,7 +40,6 @@ class RecallData:
     items: pd.DataFrame  # ITEM_COLUMNS
     users: pd.DataFrame  # user_id, industry, region
     as_of: datetime
-    purchases: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["user_id", "item_id"]))
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -80,18 +79,19 @@ class RecallData:
             }
         )
         inter = inter[inter["weight"] > 0].reset_index(drop=True)
-        bought = [ev.loc[(ev["event_type"] == "purchase") & (ts <= as_of_ts), ["user_id", "item_id"]]]
-        orders = tables.get("orders")
-        if orders is not None and len(orders):
-            paid = (orders["status"] == "paid") & (pd.to_datetime(orders["created_at"]) <= as_of_ts)
-            bought.append(orders.loc[paid, ["user_id", "item_id"]])
-        purchases = pd.concat(bought, ignore_index=True).astype(str).drop_duplicates().reset_index(drop=True)
         users = tables.get("users")
         if users is None:
             users = pd.DataFrame(columns=["user_id", "industry", "region"])
         users = users.reindex(columns=["user_id", "industry", "region"]).copy()
         users["user_id"] = users["user_id"].astype(str)
-        return cls(inter, items, users, as_of, purchases)
+        return cls(inter, items, users, as_of)
+
+    @property
+    def items_key(self) -> int:
+        """A fingerprint of the items table: channels fitted on items alone can be reused when equal."""
+        if "items_key" not in self._cache:
+            self._cache["items_key"] = int(pd.util.hash_pandas_object(self.items, index=False).sum())
+        return self._cache["items_key"]
 
     @property
     def item_vocab(self) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,8 @@ from recsys.recall.lists import NO_HITS, Hits, ItemVocab, RecallList
 from recsys.recall.registry import CHANNELS
 
 log = logging.getLogger(__name__)
+_NONE = Candidates([], np.zeros(0), [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                   np.zeros(0))  # fmt: skip
 ENGINE_FILE = "engine.json"
 
 
@@ -66,16 +68,20 @@ class RecallEngine:
                 return c
         raise KeyError(name)
 
-    def fit_all(self, data: RecallData) -> dict[str, float]:
-        """Fit every channel; returns seconds per channel (also in each channel's stats)."""
-        self.exclusion = ExclusionFilter.from_data(
-            data,
-            exclude_purchased=self.config.filter.exclude_purchased,
-            exclude_inactive=self.config.filter.exclude_inactive,
-        )
-        for channel in self.channels:
+    def fit_all(self, data: RecallData, reuse: RecallEngine | None = None) -> dict[str, float]:
+        """Fit every channel; returns seconds per channel (also in each channel's stats).
+
+        ``reuse``: an engine fitted before, whose channels that learn from the items table alone
+        (``items_only``) are copied instead of refitted when they were fitted on the same items
+        with the same parameters (the train step fits three engines on one catalogue)."""
+        self.exclusion = ExclusionFilter.from_data(data, exclude_inactive=self.config.filter.exclude_inactive)
+        for n, channel in enumerate(self.channels):
             start = time.perf_counter()
-            channel.fit(data)
+            done = self._reusable(channel, reuse, data)
+            if done is not None:
+                self.channels[n] = channel = done
+            else:
+                channel.fit(data)
             self.fit_seconds[channel.name] = round(time.perf_counter() - start, 3)
             channel.stats["fit_seconds"] = self.fit_seconds[channel.name]
             log.info(
@@ -87,11 +93,21 @@ class RecallEngine:
         self._share_vocab()
         return dict(self.fit_seconds)
 
+    @staticmethod
+    def _reusable(
+        channel: RecallChannel, reuse: RecallEngine | None, data: RecallData
+    ) -> RecallChannel | None:
+        if not channel.items_only or reuse is None or channel.name not in reuse.names:
+            return None
+        other = reuse.channel(channel.name)
+        same = type(other) is type(channel) and other.params == channel.params
+        return copy.deepcopy(other) if same and other.fitted_on == data.items_key else None
+
     def recall_hits(
         self, user_id: str, ctx: RecallContext, k_per_channel: dict[str, int] | int | None = None
     ) -> dict[str, Hits]:
-        """Each enabled channel's answer as arrays over ``self.vocab``, filtered."""
-        ctx = replace(ctx, exclude=self.exclusion.exclude_for(user_id, ctx.exclude))
+        """Each enabled channel's answer as arrays over ``self.vocab``, none in ``ctx.exclude`` (the
+        caller's: the user's seen items and the request's exclusions) and none inactive."""
         out: dict[str, Hits] = {}
         for channel in self.channels:
             if not channel.enabled:
@@ -113,7 +129,7 @@ class RecallEngine:
     def recall_channels(
         self, user_id: str, ctx: RecallContext, k_per_channel: dict[str, int] | int | None = None
     ) -> dict[str, RecallList]:
-        """Each enabled channel's list, with the purchase/inactive filter applied."""
+        """Each enabled channel's list, filtered like ``recall_hits``."""
         hits = self.recall_hits(user_id, ctx, k_per_channel)
         return {name: self.vocab.to_list(*h) for name, h in hits.items()}
 
@@ -136,13 +152,12 @@ class RecallEngine:
         k: int | None = None,
     ) -> list[Candidate]:
         hits = self.recall_hits(user_id, ctx, k_per_channel)
-        ctx = replace(ctx, exclude=self.exclusion.exclude_for(user_id, ctx.exclude))
         return self.fuse(hits, self.config.fusion.k if k is None else k, ctx)
 
-    def candidate_features(self, candidates: list[Candidate]) -> tuple[list[str], np.ndarray]:
+    def candidate_features(self, candidates: Candidates) -> tuple[list[str], np.ndarray]:
         """Ranker features of ``candidates``: a column pair per configured channel (disabled
         channels included, all zero, so the column set does not depend on the data)."""
-        return candidate_features(candidates, self.names)
+        return candidate_features(candidates if len(candidates) else _NONE, self.names)
 
     def to_lists(self) -> dict[str, dict[str, RecallList]]:
         """channel -> key -> list, the shape of ``StoreSnapshot.recall``."""

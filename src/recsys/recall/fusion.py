@@ -34,7 +34,8 @@ class Candidates(Sequence[Candidate]):
     ``entry_channel`` (index into ``channels``), ``entry_rank`` and ``entry_score``.
     """
 
-    __slots__ = ("ids", "scores", "channels", "entry_pos", "entry_channel", "entry_rank", "entry_score")
+    __slots__ = ("ids", "scores", "channels", "entry_pos", "entry_channel", "entry_rank", "entry_score",
+                 "channel_best")  # fmt: skip
 
     def __init__(
         self,
@@ -45,10 +46,13 @@ class Candidates(Sequence[Candidate]):
         entry_channel: np.ndarray,
         entry_rank: np.ndarray,
         entry_score: np.ndarray,
+        channel_best: np.ndarray | None = None,
     ) -> None:
         self.ids, self.scores, self.channels = ids, scores, channels
         self.entry_pos, self.entry_channel = entry_pos, entry_channel
         self.entry_rank, self.entry_score = entry_rank, entry_score
+        # each channel's best admissible raw score, before fusion cut the list (0: no entry)
+        self.channel_best = channel_best if channel_best is not None else np.zeros(len(channels))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -107,7 +111,7 @@ class Candidates(Sequence[Candidate]):
         keep = moved >= 0
         return Candidates([self.ids[p] for p in positions.tolist()], self.scores[positions], self.channels,
                           moved[keep], self.entry_channel[keep], self.entry_rank[keep],
-                          self.entry_score[keep])  # fmt: skip
+                          self.entry_score[keep], self.channel_best)  # fmt: skip
 
 
 def fuse(
@@ -164,6 +168,10 @@ def fuse_hits(
         return Candidates([], _EMPTY, channels, _EMPTY_INT, _EMPTY_INT, _EMPTY_INT, _EMPTY)
     # entries stay grouped by channel in channel order: a channel's rank is its offset in its group
     start = np.searchsorted(entry_channel, np.arange(len(channels)))
+    has = start < len(entry_channel)
+    best = np.zeros(len(channels))
+    best[has] = entry_score[start[has]]
+    best[has & (np.append(start[1:], len(entry_channel)) <= start)] = 0.0  # an empty group
     entry_rank = np.arange(len(entry_item)) - start[entry_channel]
     weight = np.array([weights.get(c, 1.0) for c in channels])
     contribution = weight[entry_channel] * _normalized(entry_score, entry_rank, entry_channel, start, method,
@@ -178,7 +186,7 @@ def fuse_hits(
     kept = entry_pos >= 0
     ids = [str(i) for i in vocab.ids[items[top]].tolist()]
     return Candidates(ids, fused[top], channels, entry_pos[kept], entry_channel[kept], entry_rank[kept],
-                      entry_score[kept])  # fmt: skip
+                      entry_score[kept], best)  # fmt: skip
 
 
 _EMPTY_INT = np.zeros(0, np.int64)
@@ -214,42 +222,45 @@ def _normalized(
     return np.where(span > 0, (score - lo) / np.where(span > 0, span, 1.0), 1.0)
 
 
+PER_CHANNEL = ("rr", "hit", "rel")
+
+
 def feature_names(channels: list[str]) -> list[str]:
-    return [f"recall_{c}_{kind}" for c in channels for kind in ("rr", "hit")] + [
+    return [f"recall_{c}_{kind}" for c in channels for kind in PER_CHANNEL] + [
         "recall_fused_score",
         "recall_channel_count",
     ]
 
 
-def candidate_features(candidates: Sequence[Candidate], channels: list[str]) -> tuple[list[str], np.ndarray]:
-    """Per channel: reciprocal rank 1/(rank+1) (0 if absent) and a 0/1 indicator; then the fused
-    score and how many channels produced the candidate. One row per candidate, float32."""
+def _relative(channel: np.ndarray, score: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Each entry's raw score over its channel's best score for the request (0 when that best is
+    not positive): how close to the channel's top pick, whatever the channel's scale."""
+    top = best[channel]
+    return np.where(top > 0, score / np.where(top > 0, top, 1.0), 0.0)
+
+
+def candidate_features(candidates: Candidates, channels: list[str]) -> tuple[list[str], np.ndarray]:
+    """Per channel: reciprocal rank 1/(rank+1) (0 if absent), a 0/1 indicator and the raw score
+    relative to the channel's best for the request; then the fused score and how many channels
+    produced the candidate. One row per candidate, float32."""
     names = feature_names(channels)
+    width = len(PER_CHANNEL)
     out = np.zeros((len(candidates), len(names)), np.float32)
     if not len(candidates):
         return names, out
-    col = {c: 2 * n for n, c in enumerate(channels)}
-    if isinstance(candidates, Candidates):
-        # a channel of the fusion that is not a configured one gets no column, but still counts
-        where = np.array([col.get(c, -1) for c in candidates.channels], np.int64)[candidates.entry_channel]
-        ok = where >= 0
-        r, c, rank = candidates.entry_pos[ok], where[ok], candidates.entry_rank[ok]
-        out[:, -2] = candidates.scores
-        out[:, -1] = np.bincount(candidates.entry_pos, minlength=len(candidates))
-    else:
-        rows: list[int] = []
-        cols: list[int] = []
-        ranks: list[int] = []
-        for row, cand in enumerate(candidates):  # collected first: numpy scalar writes are slow
-            for channel, (position, _) in cand.channels.items():
-                column = col.get(channel)
-                if column is not None:
-                    rows.append(row)
-                    cols.append(column)
-                    ranks.append(position)
-        r, c, rank = np.asarray(rows, np.int64), np.asarray(cols, np.int64), np.asarray(ranks, np.int64)
-        out[:, -2] = [cand.score for cand in candidates]
-        out[:, -1] = [len(cand.channels) for cand in candidates]
+    col = {c: width * n for n, c in enumerate(channels)}
+    # a channel of the fusion that is not a configured one gets no column, but still counts
+    where = np.array([col.get(c, -1) for c in candidates.channels], np.int64)[candidates.entry_channel]
+    ok = where >= 0
+    r, c, rank = candidates.entry_pos[ok], where[ok], candidates.entry_rank[ok]
+    # the fusion's channel order may differ from ``channels``: the best scores follow ``col``
+    best = np.zeros(len(channels))
+    for n, name in enumerate(candidates.channels):
+        if name in col:
+            best[col[name] // width] = candidates.channel_best[n]
     out[r, c] = 1.0 / (rank.astype(np.float32) + 1)
     out[r, c + 1] = 1.0
+    out[r, c + 2] = _relative(c // width, candidates.entry_score[ok], best)
+    out[:, -2] = candidates.scores
+    out[:, -1] = np.bincount(candidates.entry_pos, minlength=len(candidates))
     return names, out

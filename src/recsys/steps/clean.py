@@ -17,7 +17,7 @@ from recsys.cleaning.cleaner import clean_tables
 from recsys.cleaning.config import CleaningConfig
 from recsys.contracts import CONTRACTS
 from recsys.errors import PipelineError
-from recsys.steps.common import RUN_FILE, run_record_path, write_json
+from recsys.steps.common import RUN_FILE, run_record, run_record_path, write_json
 
 
 def read_snapshot(manifest: dict[str, Any]) -> dict[str, pd.DataFrame]:
@@ -60,10 +60,11 @@ def clean_step(
     manifest = json.loads(raw_manifest.read_text())
     run_id = manifest["run_id"]
     now = datetime.fromisoformat(manifest["run_time"])
+    as_of = datetime.fromisoformat(manifest.get("as_of") or manifest["run_time"])
     frames = read_snapshot(manifest)
     cleaned, report = clean_tables(frames, config, now)
     partitions = {t: write_partitioned(df, t, cleaned_dir, run_id, now) for t, df in cleaned.items()}
-    write_json(cleaned_dir / RUN_FILE, {"run_id": run_id, "run_time": now.isoformat()})
+    write_json(cleaned_dir / RUN_FILE, run_record(run_id, now, as_of))
     payload = report.to_dict()
     payload["partitions"] = partitions
     payload["run_id"] = run_id

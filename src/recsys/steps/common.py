@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from recsys.errors import InvalidInput, PipelineError, RecsysError
 
@@ -67,13 +67,24 @@ def run_record_path(data_dir: Path, run_id: str, step: str) -> Path:
     return data_dir / "runs" / run_id / f"{step}.json"
 
 
-def read_run(directory: Path) -> tuple[str, datetime]:
-    """The run id and run time that an upstream step left in its output directory."""
+class Run(NamedTuple):
+    run_id: str
+    run_time: datetime  # when the run started (wall clock): ingest time, partitions
+    as_of: datetime  # what the run computes as of: features, training windows, freshness, lag
+
+
+def run_record(run_id: str, run_time: datetime, as_of: datetime) -> dict[str, str]:
+    return {"run_id": run_id, "run_time": run_time.isoformat(), "as_of": as_of.isoformat()}
+
+
+def read_run(directory: Path) -> Run:
+    """The run id, run time and as-of time that an upstream step left in its output directory."""
     path = directory / RUN_FILE
     if not path.exists():
         raise PipelineError(f"{directory} lacks {RUN_FILE}: not written by a recsys step")
     raw = json.loads(path.read_text())
-    return raw["run_id"], datetime.fromisoformat(raw["run_time"])
+    run_time = datetime.fromisoformat(raw["run_time"])
+    return Run(raw["run_id"], run_time, datetime.fromisoformat(raw.get("as_of") or raw["run_time"]))
 
 
 def emit_result(step: str, result: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ USER_FILE, ITEM_FILE, META_FILE, REGISTRY_FILE = (
 def features_step(
     *, cleaned_dir: Path, registry: dict[str, Any], data_dir: Path, features_dir: Path, progress: bool = True
 ) -> dict[str, Any]:
-    run_id, now = read_run(cleaned_dir)
+    run_id, _, now = read_run(cleaned_dir)
     reg = registry_from_dict(registry, source="registry parameter")
     tables = read_cleaned(cleaned_dir)
     frames = FeatureEngineV2(reg, progress=progress).compute(tables, now, snapshots=1)

@@ -38,7 +38,7 @@ def quality_step(
     pushgateway_url: str | None,
 ) -> dict[str, Any]:
     """Score the data; always write the reports (a failing run most of all)."""
-    run_id, now = read_run(cleaned_dir)
+    run_id, ran_at, now = read_run(cleaned_dir)
     cfg = parse_quality_config(config, source="quality parameter")
     tables = read_cleaned(cleaned_dir)
     _, users, items, _ = read_features(features_dir)
@@ -46,7 +46,7 @@ def quality_step(
     tables["item_features"] = items
     home = quality_dir(data_dir)
     baseline = Baseline.load_if_exists(home / "baseline.json")
-    report = run_quality(tables, cfg, baseline=baseline, now=now)
+    report = run_quality(tables, cfg, baseline=baseline, now=now, ran_at=ran_at)
     for path in (report_json, report_html, metrics_prom):
         path.parent.mkdir(parents=True, exist_ok=True)
     write_json(report, report_json)

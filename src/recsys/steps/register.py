@@ -1,9 +1,9 @@
 """Step register: assemble the bundle, track the run in MLflow, register it, promote if better.
 
 The bundle ``<data_dir>/bundles/<run_id>/`` holds ``features/``, ``recall/``, ``ranker/``,
-``histories.parquet``, ``evaluation.json`` and ``manifest.json`` (version, schema hash, data
-window, metrics). MLflow registers it as a model version with alias ``challenger``; it becomes
-``champion`` when its end-to-end NDCG@20 is at least the champion's.
+``histories.parquet``, ``chain.json``, ``evaluation.json`` and ``manifest.json`` (version,
+schema hash, data window, metrics). MLflow registers it as a model version with alias
+``challenger``; it becomes ``champion`` when its end-to-end NDCG@20 is at least the champion's.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from recsys.chain.config import CHAIN_FILE
 from recsys.models.registry import ModelRegistry
 from recsys.models.tracking import tracking_uri
 from recsys.steps.common import (
@@ -43,6 +44,7 @@ def assemble_bundle(features_dir: Path, model_dir: Path, summary_json: Path, bun
     _copy_dir(model_dir / "ranker", bundle / "ranker")
     _copy_dir(model_dir / "recall", bundle / "recall")
     shutil.copy(model_dir / HISTORIES_FILE, bundle / HISTORIES_FILE)
+    shutil.copy(model_dir / CHAIN_FILE, bundle / CHAIN_FILE)
     shutil.copy(summary_json, bundle / "evaluation.json")
     training = json.loads((model_dir / TRAINING_FILE).read_text())
     features_meta = json.loads((features_dir / "meta.json").read_text())
@@ -52,11 +54,17 @@ def assemble_bundle(features_dir: Path, model_dir: Path, summary_json: Path, bun
         "schema_hash": training["schema_hash"],
         "created_at": utc_now().isoformat(),
         "data_as_of": features_meta.get("as_of"),
-        "holdout_split": training["evaluation"]["split"],
+        "evaluation": {
+            "protocol": training["evaluation"]["protocol"],
+            "split": training["evaluation"]["split"],
+        },
         "ranker": {"objective": training["objective"], "features": training["ranker_features"]},
         "metrics": {
             PROMOTION_METRIC: e2e.get("ndcg@20"),
             "recall_at_20": e2e.get("recall@20"),
+            "ndcg_at_20_vs_ease": training["evaluation"]["comparison"]["methods"]["served"].get(
+                "ndcg@20_vs_ease"
+            ),
             "holdout_auc": training["metrics"].get("holdout_auc"),
             "holdout_logloss": training["metrics"].get("holdout_logloss"),
         },
@@ -74,7 +82,7 @@ def register_step(
     mlflow_uri: str | None,
     model_name: str,
 ) -> dict[str, Any]:
-    run_id, _ = read_run(model_dir)
+    run_id = read_run(model_dir).run_id
     bundle = bundles_dir(data_dir) / run_id
     manifest = assemble_bundle(features_dir, model_dir, summary_json, bundle)
     training = json.loads((model_dir / TRAINING_FILE).read_text())

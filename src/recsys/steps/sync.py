@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from tqdm import tqdm
 
+from recsys.chain.users import UserStates
 from recsys.errors import PipelineError, StoreUnavailable
 from recsys.resilience import CircuitBreaker
-from recsys.steps.common import run_record_path, utc_now, write_json
+from recsys.steps.common import HISTORIES_FILE, run_record_path, utc_now, write_json
 from recsys.steps.features import read_features
 from recsys.store import FallbackStore, FeatureBlock, OnlineStore, StoreSnapshot, open_store
 from recsys.store.base import redact
@@ -65,7 +65,9 @@ def open_online_store(
     return FallbackStore(primary, open_store(fallback_url), breaker, on_unavailable)
 
 
-HISTORY_CHANNEL = "history"
+HISTORY_CHANNEL = "history"  # each user's newest positives, newest first: recall's input
+SEEN_CHANNEL = "seen"  # each user's seen items under the bundle's policy, whole past: excluded
+USER_CHANNELS = (HISTORY_CHANNEL, SEEN_CHANNEL)
 
 
 def _recall_lists(bundle: Path) -> dict[str, dict[str, list[tuple[str, float]]]]:
@@ -74,12 +76,12 @@ def _recall_lists(bundle: Path) -> dict[str, dict[str, list[tuple[str, float]]]]
         from recsys.recall.engine import RecallEngine
 
         lists.update(RecallEngine.load(bundle / "recall").to_lists())
-    if (bundle / "histories.parquet").exists():
-        hist = pd.read_parquet(bundle / "histories.parquet")
+    if (bundle / HISTORIES_FILE).exists():
+        states = UserStates.load(bundle / HISTORIES_FILE)
         lists[HISTORY_CHANNEL] = {
-            str(u): [(i, float(-n)) for n, i in enumerate(items.split("|")) if i]
-            for u, items in zip(hist["user_id"], hist["items"], strict=True)
+            u: [(i, float(-n)) for n, i in enumerate(items)] for u, items in states.history.items()
         }
+        lists[SEEN_CHANNEL] = {u: [(i, 0.0) for i in sorted(items)] for u, items in states.seen.items()}
     return lists
 
 

@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -67,12 +67,12 @@ class Lookup:
 
 @dataclass
 class UserView:
-    """What serving reads about one user before recall: the vector and one recall list (the
-    user's history), of one version."""
+    """What serving reads about one user before recall: the vector and a few lists keyed by the
+    user (their history and seen items), of one version; a list the store lacks is empty."""
 
     version: str
     user: np.ndarray | None
-    recall: RecallList
+    lists: dict[str, RecallList]
     served_by: str
 
 
@@ -125,12 +125,13 @@ class OnlineStore(ABC):
     def recall(self, channel: str, keys: list[str], version: str | None = None) -> dict[str, RecallList]:
         """Every requested key, with ``[]`` for keys the channel lacks."""
 
-    def user_view(self, user_id: str, channel: str, version: str) -> UserView:
-        """The user's vector and ``channel``'s list for the user, of ``version``. A backend that
-        can read both in one round trip overrides this (serving calls it on every request)."""
-        history = self.recall(channel, [user_id], version)[user_id]
+    def user_view(self, user_id: str, channels: Sequence[str], version: str) -> UserView:
+        """The user's vector and each of ``channels``' list for the user, of ``version``. A
+        backend that can read them in one round trip overrides this (serving calls it on every
+        request)."""
+        lists = {c: self.recall(c, [user_id], version)[user_id] for c in channels}
         lookup = self.lookup(user_id, [], version)
-        return UserView(version=lookup.version, user=lookup.user, recall=history, served_by=lookup.served_by)
+        return UserView(version=lookup.version, user=lookup.user, lists=lists, served_by=lookup.served_by)
 
     @abstractmethod
     def prune(self, keep: int) -> list[str]:

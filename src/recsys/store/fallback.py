@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from recsys.errors import StoreUnavailable
@@ -101,8 +101,8 @@ class FallbackStore(OnlineStore):
     def recall(self, channel: str, keys: list[str], version: str | None = None) -> dict[str, RecallList]:
         return self._read(lambda s: s.recall(channel, keys, version))
 
-    def user_view(self, user_id: str, channel: str, version: str) -> UserView:
-        return self._read(lambda s: s.user_view(user_id, channel, version))
+    def user_view(self, user_id: str, channels: Sequence[str], version: str) -> UserView:
+        return self._read(lambda s: s.user_view(user_id, channels, version))
 
     def prune(self, keep: int) -> list[str]:
         dropped = self.primary.prune(keep)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any
@@ -282,12 +282,14 @@ class RedisStore(OnlineStore):
                 raise InvalidInput(f"store: recall keys must be valid unicode: {e}") from e
         return {k: [] if b is None else decode_recall(b) for k, b in zip(keys, values[1:], strict=True)}
 
-    def user_view(self, user_id: str, channel: str, version: str) -> UserView:
-        """One MGET: dims, the user's vector and the user's list of ``channel``."""
-        check_name("recall channel", channel)
+    def user_view(self, user_id: str, channels: Sequence[str], version: str) -> UserView:
+        """One MGET: dims, the user's vector and the user's list of each of ``channels``."""
+        for channel in channels:
+            check_name("recall channel", channel)
 
         def keys(v: str) -> list[bytes]:
-            return [self._key(v, "u:") + user_id.encode(), self._key(v, f"r:{channel}:") + user_id.encode()]
+            user = user_id.encode()
+            return [self._key(v, "u:") + user, *(self._key(v, f"r:{c}:") + user for c in channels)]
 
         with self._guard("user_view"):
             try:
@@ -296,8 +298,8 @@ class RedisStore(OnlineStore):
                 raise InvalidInput(f"store: user ids must be valid unicode: {e}") from e
         user_dim = int(values[0].split(b",")[0])
         user = None if values[1] is None else decode_vector(values[1], user_dim)
-        history = [] if values[2] is None else decode_recall(values[2])
-        return UserView(version=v, user=user, recall=history, served_by=self.name)
+        lists = {c: [] if b is None else decode_recall(b) for c, b in zip(channels, values[2:], strict=True)}
+        return UserView(version=v, user=user, lists=lists, served_by=self.name)
 
     def active_version(self) -> str | None:
         with self._guard("active_version"):
