@@ -14,11 +14,14 @@ echo "== 2. the offline pipeline on kfp.local: extract_load -> clean -> features
 echo "       -> train -> evaluate -> register -> sync_store"
 recsys pipeline run --local
 echo
-echo "== 3. the model registry (MLflow) and the online store"
+echo "== 3. the served chain beside popularity, ItemKNN and EASE on the same split (recsys evaluate)"
+recsys evaluate
+echo
+echo "== 4. the model registry (MLflow) and the online store"
 recsys model list
 recsys store status
 echo
-echo "== 4. recommendations from the champion: a known user, then a user never seen before"
+echo "== 5. recommendations from the champion: a known user, then a user never seen before"
 user=$(python - <<'PY'
 import sqlite3, os
 db = os.path.join(os.environ["RECSYS_DATA_DIR"], "source.db")
@@ -29,10 +32,10 @@ PY
 recsys recommend user "$user" --k 5
 recsys recommend user "new-visitor" --k 5
 echo
-echo "evaluation: ${RECSYS_DATA_DIR}/evaluation/summary.json   quality report: ${RECSYS_DATA_DIR}/quality/latest.html"
+echo "evaluation: ${RECSYS_DATA_DIR}/evaluation/summary.json and report.html   quality report: ${RECSYS_DATA_DIR}/quality/latest.html"
 echo "run it again (recsys pipeline run --local): nothing changed in the source, so 0 rows are extracted"
 echo
-echo "== 5. online: the KServe predictor (8082) and transformer (8080) on the champion, via HTTP"
+echo "== 6. online: the KServe predictor (8082) and transformer (8080) on the champion, via HTTP"
 once=()
 if [ ! -t 0 ] || [ "${DEMO_SERVE_ONCE:-0}" = 1 ]; then once=(--once); fi
 recsys serve --try-users "$user,u000002,new-visitor" --k 5 "${once[@]}"

@@ -46,7 +46,10 @@ def batch(
     data_dir: DataDirOpt = None,
     bundle: BundleOpt = None,
 ) -> None:
-    """Top-k per user, excluding what each user already interacted with."""
+    """Top-k per user. Each list leaves out inactive items and what the bundle's seen policy
+    excludes for that user, over their whole past in the data the bundle was trained on: by
+    default anything they bought, added to a cart, clicked or rated; plain views may come back
+    (filter.exclude_seen in config/recall.yaml)."""
     ids = _read_users(users)
     rec = _recommender(ctx, data_dir, bundle)
     frame = rec.batch(ids, k)
@@ -54,7 +57,11 @@ def batch(
     tmp = output.with_name(f".{output.name}.tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(output)
-    typer.echo(f"wrote {len(frame)} rows for {len(ids)} users to {output} (bundle {rec.version})")
+    policy = rec.chain.recall.config.filter.exclude_seen.describe()
+    typer.echo(
+        f"wrote {len(frame)} rows for {len(ids)} users to {output} (bundle {rec.version}; left out per "
+        f"user: what they {policy})"
+    )
 
 
 @app.command("user")
@@ -66,7 +73,9 @@ def user(
     bundle: BundleOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """One user's list with the recall channels that produced each item."""
+    """One user's list with the recall channels that produced each item; leaves out what the
+    bundle's seen policy excludes for the user (by default anything they bought, added to a cart,
+    clicked or rated) and inactive items."""
     rec = _recommender(ctx, data_dir, bundle)
     items = rec.recommend(user_id, k)
     if as_json:
