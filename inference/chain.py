@@ -43,7 +43,7 @@ from recsys.recall.fusion import Candidates
 from recsys.recall.lists import Hits
 from recsys.recommend import load_chain
 from recsys.steps.common import HISTORIES_FILE
-from recsys.steps.features import read_features
+from recsys.steps.features import read_registry
 from recsys.steps.sync import HISTORY_CHANNEL, SEEN_CHANNEL, USER_CHANNELS
 from recsys.store import FallbackStore, Lookup, OnlineStore, UserView
 from recsys.store.cache import ItemVectorCache
@@ -60,7 +60,7 @@ class Bundle:
         self.chain, _ = load_chain(path)  # the library's chain, its input checked against the ranker
         self.path = path
         self.version = str(json.loads((path / "manifest.json").read_text()).get("version") or path.name)
-        registry, _, _, _ = read_features(path / "features")
+        registry = read_registry(path / "features")
         self.recall = self.chain.recall
         self.schema_hash = self.chain.schema_hash
         self.user_columns = registry.vector_columns("user")

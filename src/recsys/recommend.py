@@ -20,7 +20,7 @@ from recsys.errors import InvalidInput, PipelineError
 from recsys.ranking.model import Runtime, load_ranker
 from recsys.recall.engine import RecallEngine
 from recsys.steps.common import HISTORIES_FILE
-from recsys.steps.features import read_features
+from recsys.steps.features import read_features, read_registry
 
 MAX_K = 500
 
@@ -36,7 +36,7 @@ def load_chain(bundle: Path) -> tuple[RankingChain, dict]:
     """The bundle's chain (recall, feature layout, chain settings) and its ranker.json."""
     if not (bundle / "manifest.json").exists():
         raise PipelineError(f"{bundle} is not a complete bundle (no manifest.json)")
-    registry, _, _, _ = read_features(bundle / "features")
+    registry = read_registry(bundle / "features")
     chain = RankingChain(RecallEngine.load(bundle / "recall"), registry, ChainConfig.load(bundle))
     ranker = json.loads((bundle / "ranker" / "ranker.json").read_text())
     if ranker["feature_names"] != chain.columns or ranker["schema_hash"] != chain.schema_hash:

@@ -46,6 +46,11 @@ def features_step(
     return meta
 
 
+def read_registry(features_dir: Path) -> FeatureRegistry:
+    """The registry a features directory was computed with (without reading the vectors)."""
+    return registry_from_dict(json.loads((features_dir / REGISTRY_FILE).read_text()))
+
+
 def read_features(features_dir: Path) -> tuple[FeatureRegistry, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Registry, user frame, item frame and meta of a features directory."""
     registry = registry_from_dict(json.loads((features_dir / REGISTRY_FILE).read_text()))
