@@ -495,3 +495,11 @@ def test_an_optional_column_that_loses_its_values_still_fails() -> None:
     ids = _run({"items": pd.DataFrame({"item_id": [None, None]})}, {"table": "items", "type": "null_rate",
                                                                     "column": "item_id"})  # fmt: skip
     assert not ids.passed
+
+
+def test_stale_historical_data_points_at_as_of_latest() -> None:
+    events = pd.DataFrame({"ts": [NOW - timedelta(days=400)]})
+    check = {"table": "events", "type": "freshness", "column": "ts", "max_age_hours": 48}
+    assert "--as-of latest" in _only(_run({"events": events}, check)).message
+    recent = pd.DataFrame({"ts": [NOW - timedelta(days=3)]})
+    assert "--as-of" not in _only(_run({"events": recent}, check)).message  # merely late: no hint
