@@ -36,6 +36,8 @@ from kserve.protocol.infer_type import (
     to_http_parameters,
 )
 
+from inference.contract import check_header
+
 
 def raw_infer_request(body: bytes, json_length: int, model_name: str) -> InferRequest:
     """``InferRequest.from_bytes`` without converting binary tensors to lists."""
@@ -43,17 +45,12 @@ def raw_infer_request(body: bytes, json_length: int, model_name: str) -> InferRe
         raise InvalidInput(f"{INFERENCE_CONTENT_LENGTH_HEADER} {json_length}: body has {len(body)} bytes")
     try:
         header: dict[str, Any] = orjson.loads(body[:json_length])
-        tensors = header["inputs"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-        raise InvalidInput(f"Unrecognized request format: {e!r}") from e
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"the request is not JSON: {e}") from e
+    check_header(header)  # the v2 contract: types, shapes, sizes, names (inference/contract.py)
     inputs, offset = [], json_length
-    for spec in tensors:
-        try:
-            tensor = InferInput(
-                spec["name"], spec["shape"], spec["datatype"], parameters=spec.get("parameters")
-            )
-        except (KeyError, TypeError, AttributeError) as e:
-            raise InvalidInput(f"request input {spec!r}: needs name, shape and datatype") from e
+    for spec in header["inputs"]:
+        tensor = InferInput(spec["name"], spec["shape"], spec["datatype"], parameters=spec.get("parameters"))
         size = (spec.get("parameters") or {}).get("binary_data_size")
         if spec.get("data") is not None:
             tensor.data = spec["data"]
@@ -67,10 +64,7 @@ def raw_infer_request(body: bytes, json_length: int, model_name: str) -> InferRe
                 f"within the {len(body) - offset} bytes left"
             )
         inputs.append(tensor)
-    try:
-        outputs = [RequestedOutput(o["name"], o.get("parameters")) for o in header.get("outputs") or ()]
-    except (KeyError, TypeError, AttributeError) as e:
-        raise InvalidInput(f"request outputs: each needs a name ({e!r})") from e
+    outputs = [RequestedOutput(o["name"], o.get("parameters")) for o in header.get("outputs") or ()]
     return InferRequest(
         model_name=model_name,
         infer_inputs=inputs,
@@ -117,6 +111,13 @@ def json_outputs(response: InferResponse) -> dict[str, Any] | None:
 
 
 class V2DataPlane(DataPlane):
+    async def ready(self) -> bool:
+        """Ready while the server serves a model and every model it serves is ready: after an
+        ``unload`` it is not (KServe's own answer stays True with no model at all, so a pod whose
+        model was unloaded stayed in rotation)."""
+        models = list(self.model_registry.get_models().values())
+        return bool(models) and all(getattr(m, "ready", False) for m in models) and await super().ready()
+
     def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
         json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER) if headers else None
         if not isinstance(body, bytes) or json_length is None:

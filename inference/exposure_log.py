@@ -34,9 +34,18 @@ class ExposureLog:
         self.directory = Path(directory)
         self.suffix = suffix
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
         self._file: IO[bytes] | None = None
         self._path: Path | None = None
+        self._closed = True
+        self.reopen()
+
+    def reopen(self) -> None:
+        """Accept records again after ``close`` (a model loaded again after an unload)."""
+        if not self._closed:
+            return
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.max_queue)
+        self._path = None
         self._thread = threading.Thread(target=self._run, name="recsys-exposures", daemon=True)
         self._thread.start()
         self._closed = False

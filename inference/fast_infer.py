@@ -126,7 +126,9 @@ def _plain_v2(headers: dict[str, str]) -> bool:
     if INFERENCE_CONTENT_LENGTH_HEADER in headers:
         return True
     kind = headers.get("content-type", "").split(";")[0].strip().lower()
-    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+    # no content type at all: tritonclient.http sends its JSON requests so; a body that is not
+    # JSON then gets the 400 that says so
+    return kind in ("", "application/json") or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 async def _read_body(receive: Receive) -> bytes | None:

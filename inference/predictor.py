@@ -23,6 +23,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from inference import metrics, protocol
+from inference.contract import check_request
 from inference.errors import ReloadFailed, RequestError, SchemaMismatch
 from inference.model_source import ModelSource, ServedModel
 from inference.polling import ReloadPoller
@@ -140,6 +141,7 @@ class RankerModel(kserve.Model):
                 raise RequestError(
                     f"model {self.name} speaks the v2 protocol: POST /v2/models/{self.name}/infer"
                 )
+            check_request(payload)  # the v2 contract both servers share (inference/contract.py)
             protocol.check_request(payload, served)
             X = protocol.features(payload, served.n_features)
             loop = asyncio.get_running_loop()

@@ -21,7 +21,7 @@ from inference import metrics as predictor_metrics
 from inference.errors import ReloadFailed
 from inference.model_source import RUNTIMES, ModelSource
 from inference.predictor import RankerModel, ReloadingRepositoryExtension, recsys_error_handler
-from inference.server import model_server
+from inference.server import add_limit_flags, model_server
 from recsys.errors import ConfigError, RecsysError
 from recsys.settings import load_settings
 
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("REQUEST_LOGS", "") in ("1", "true"),
         help="log every request (uvicorn access log, KServe timings); off: Prometheus counts them",
     )
+    add_limit_flags(parser, _env)
     return parser
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import kserve
 from fastapi import FastAPI
@@ -21,6 +22,8 @@ from prometheus_client import multiprocess
 
 from inference.dataplane import V2DataPlane
 from inference.fast_infer import InferFastPath
+from inference.limits import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_REQUEST_BYTES, Limits, RequestLimits
+from recsys.errors import ConfigError
 
 PER_REQUEST_LOGGERS = ("uvicorn.access", "kserve.trace")
 
@@ -36,7 +39,34 @@ def set_request_logs(enabled: bool) -> None:
 
 
 _keep_timing_middleware = [True]
+_limits = [Limits()]
 _kserve_add_middlewares = rest_server.RESTServer._add_middlewares
+
+
+def set_limits(limits: Limits) -> None:
+    """The request limits of this process's app (each worker process sets them again)."""
+    _limits[0] = limits
+
+
+def add_limit_flags(parser: argparse.ArgumentParser, env: Callable[[str, str], str | None]) -> None:
+    parser.add_argument(
+        "--max_request_bytes",
+        type=int,
+        default=int(env("MAX_REQUEST_BYTES", "") or DEFAULT_MAX_REQUEST_BYTES),
+        help="a larger request body is refused with 413 before the rest of it is read",
+    )
+    parser.add_argument(
+        "--body_timeout_s",
+        type=float,
+        default=float(env("BODY_TIMEOUT_S", "") or DEFAULT_BODY_TIMEOUT_S),
+        help="a client silent this long while sending its body gets 408",
+    )
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    if args.max_request_bytes < 1 or not args.body_timeout_s > 0:
+        raise ConfigError("--max_request_bytes must be >= 1 and --body_timeout_s > 0")
+    return Limits(args.max_request_bytes, args.body_timeout_s)
 
 
 def _add_middlewares(self: rest_server.RESTServer, app: FastAPI) -> None:
@@ -45,6 +75,8 @@ def _add_middlewares(self: rest_server.RESTServer, app: FastAPI) -> None:
     app.add_middleware(InferFastPath, fastapi_app=app, dataplane=self.dataplane)
     if _keep_timing_middleware[0] or self.access_log_format:
         _kserve_add_middlewares(self, app)
+    # the outermost: no route or handler sees a body that is too big or too slow
+    app.add_middleware(RequestLimits, limits=_limits[0])
 
 
 rest_server.RESTServer._add_middlewares = _add_middlewares  # type: ignore[method-assign]
@@ -140,6 +172,7 @@ def model_server(args: argparse.Namespace) -> kserve.ModelServer:
     # handed to the REST and gRPC servers only in start(), so replacing it here is safe
     server.dataplane = V2DataPlane(model_registry=server.registered_models)
     set_request_logs(args.request_logs)
+    set_limits(limits_from(args))
     use_event_loop(args.event_loop)
     return server
 

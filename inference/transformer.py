@@ -26,6 +26,7 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 
 from inference import transformer_metrics as metrics
 from inference.chain import Bundle, Chain, Request, Result
+from inference.contract import check_request
 from inference.errors import ReloadFailed, RequestError
 from inference.experiments import Experiments, Variant
 from inference.exposure_log import ExposureLog
@@ -65,6 +66,8 @@ def _scalar(request: InferRequest, name: str, types: tuple[str, ...], required: 
         raise RequestError(
             f"input tensor '{name}': datatype {tensor.datatype}, expected {' or '.join(types)}"
         )
+    if list(tensor.shape) != [1]:
+        raise RequestError(f"input tensor '{name}': shape {list(tensor.shape)}, expected [1]")
     values = _values(tensor, name)
     if len(values) != 1:
         raise RequestError(f"input tensor '{name}': shape {tensor.shape}, expected [1]")
@@ -72,6 +75,7 @@ def _scalar(request: InferRequest, name: str, types: tuple[str, ...], required: 
 
 
 def parse_request(request: InferRequest) -> Request:
+    check_request(request)  # the v2 contract both servers share (inference/contract.py)
     known = {"user_id", "k", "scene", "exclude_item_ids"}
     for tensor in request.inputs:
         if tensor.name not in known:
@@ -88,6 +92,8 @@ def parse_request(request: InferRequest) -> Request:
     if tensor is not None:
         if tensor.datatype != "BYTES":
             raise RequestError(f"input tensor 'exclude_item_ids': datatype {tensor.datatype}, expected BYTES")
+        if len(tensor.shape) != 1:
+            raise RequestError(f"input tensor 'exclude_item_ids': shape {list(tensor.shape)}, expected [m]")
         values = _values(tensor, "exclude_item_ids")
         if len(values) > MAX_EXCLUDE:
             raise RequestError(f"input tensor 'exclude_item_ids': more than {MAX_EXCLUDE} ids")
@@ -136,6 +142,10 @@ class RecommenderModel(kserve.Model):
         return True
 
     def start(self) -> None:
+        """At registration, and again when the repository loads it after an unload."""
+        if self.exposures is not None:
+            self.exposures.reopen()
+        self.ready = True
         self._poller.start()
 
     def stop(self) -> None:

@@ -30,7 +30,7 @@ from inference.exposure_log import ExposureLog
 from inference.model_source import ModelSource
 from inference.predictor import ReloadingRepositoryExtension, recsys_error_handler
 from inference.ranker_client import RankerClient
-from inference.server import model_server, set_request_logs
+from inference.server import add_limit_flags, limits_from, model_server, set_limits, set_request_logs
 from inference.shadow import ShadowMirror
 from inference.transformer import RecommenderModel, add_rest_route
 from recsys.errors import ConfigError, RecsysError
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("REQUEST_LOGS", "") in ("1", "true"),
         help="log every request (uvicorn access log, KServe timings); off: Prometheus counts them",
     )
+    add_limit_flags(parser, _env)
     return parser
 
 
@@ -283,6 +284,7 @@ def worker_model(args: argparse.Namespace) -> RecommenderModel:
     """Runs in each worker process while KServe unpickles its server there: this process's own
     model, its routes on the worker's app, and a /metrics that adds up all the workers."""
     set_request_logs(args.request_logs)  # before KServe builds this worker's app and middleware
+    set_limits(limits_from(args))
     if args.balanced_accept == "on":
         accept_balance.install(metrics.track_worker_connections)  # before uvicorn makes its loop
     model = build_model(args, worker=True)

@@ -458,3 +458,38 @@ def test_bad_model_uri_exits_with_one_line(tmp_path: Path) -> None:
     done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert re.search(r"^recsys-predictor: error: model uri: .*missing", done.stderr, re.M)
+
+
+def test_unload_makes_it_not_ready_and_load_restores_rest_and_grpc(
+    tmp_path: Path, bundles: dict[str, Path], X: np.ndarray
+) -> None:
+    """The readiness probe must take an unloaded model's pod out of rotation, and a load must
+    bring every protocol back (before: ready stayed 200, and REST infer stayed 503 after load)."""
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    async def grpc_scores(port: int) -> np.ndarray:
+        tensor = InferInput("features", list(X.shape), "FP32")
+        tensor.set_data_from_numpy(X)
+        client = InferenceGRPCClient(f"127.0.0.1:{port}", retries=0)
+        try:
+            return (await client.infer(InferRequest(MODEL, [tensor]))).outputs[0].as_numpy()
+        finally:
+            await client.close()
+
+    def ready(srv: Predictor) -> int:
+        try:
+            with urllib.request.urlopen(f"{srv.http}/v2/health/ready", timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    with predictor(tmp_path, "--model_uri", str(copy_bundle(bundles["bundle-a"], tmp_path / "b"))) as srv:
+        expected = infer(srv.url, X).as_numpy("scores")
+        assert srv.post(f"/v2/repository/models/{MODEL}/unload")[0] == 200
+        assert ready(srv) == 503
+        with pytest.raises(InferenceServerException):
+            infer(srv.url, X)
+        assert srv.post(f"/v2/repository/models/{MODEL}/load")[0] == 200
+        assert ready(srv) == 200
+        np.testing.assert_array_equal(infer(srv.url, X).as_numpy("scores"), expected)
+        np.testing.assert_allclose(asyncio.run(grpc_scores(srv.grpc_port)), expected, atol=1e-6)

@@ -70,16 +70,16 @@ def bundle(served_bundle: Path) -> Path:
 @pytest.fixture(scope="module")
 def servers(data_dir: Path, bundle: Path, private_redis: RedisServer) -> Iterator[dict[str, object]]:
     logs = data_dir / "logs"
-    pport, tport = free_port(), free_port()
+    pport, tport, tgrpc = free_port(), free_port(), free_port()
     purl, turl = f"127.0.0.1:{pport}", f"127.0.0.1:{tport}"
     # started together; no --bundle: the transformer finds the MLflow champion, the same bundle
     pproc = start("inference.predictor_main", logs, data_dir, pport, "--model_uri", str(bundle))
     tproc = start("inference.transformer_main", logs, data_dir, tport, "--predictor_host", purl,
-                  "--store_url", private_redis.url)  # fmt: skip
+                  "--store_url", private_redis.url, grpc_port=tgrpc)  # fmt: skip
     try:
         wait_ready(pproc, purl, logs / f"inference.predictor_main-{pport}.log")
         wait_ready(tproc, turl, logs / f"inference.transformer_main-{tport}.log")
-        yield {"predictor": pproc, "url": turl}
+        yield {"predictor": pproc, "url": turl, "grpc": f"127.0.0.1:{tgrpc}"}
     finally:
         stop(tproc)
         stop(pproc)
@@ -250,6 +250,64 @@ def test_bad_requests_are_400_naming_the_field_and_counted(url: str) -> None:
     assert metric(url, "recommendation_requests_total", **invalid) == before + 9
 
 
+UID = {"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["u1"]}
+MALFORMED = [  # the SRE probe's bodies: each was a 500, or served although wrong
+    ({"inputs": None}, "inputs"),
+    ({"inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["u1"]}], "parameters": "x"},
+     "parameters"),
+    ({"inputs": [{**UID, "parameters": ["a"]}]}, "parameters"),
+    ({"inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["u1"]}] * 3}, "given twice"),
+    ({"inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": [None]}]}, "user_id"),
+    ({"inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": [{"a": 1}]}]}, "user_id"),
+    ({"inputs": [{"name": "user_id", "shape": [1], "datatype": "INT32", "data": [1.9]}]}, "user_id"),
+    ({"inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": "u1"}]}, "user_id"),
+    ({"inputs": [{"name": "user_id", "shape": [1, 1], "datatype": "BYTES", "data": ["u1"]}]}, "expected [1]"),
+    ({"inputs": [{"name": "user_id", "shape": [-1], "datatype": "BYTES", "data": ["u1"]}]}, "user_id"),
+    ({"inputs": [{"name": "user_id", "shape": [], "datatype": "BYTES", "data": ["u1"]}]}, "user_id"),
+    ({"inputs": [{"name": "user_id", "shape": [1], "datatype": "bytes", "data": ["u1"]}]}, "datatype"),
+    ({"inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["u1"]},
+                 {"name": "k", "shape": [1], "datatype": "INT32", "data": ["5"]}]}, "'k'"),
+    ({"id": 5, "inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["u1"]}]}, "id"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "field"), MALFORMED)
+def test_malformed_v2_bodies_are_400_naming_the_field(url: str, body: dict, field: str) -> None:
+    status, message = _http_error(url, f"/v2/models/{MODEL}/infer", json.dumps(body).encode(),
+                                  {"Content-Type": "application/json"})  # fmt: skip
+    assert status == 400 and field in message, message
+
+
+def test_an_oversized_body_is_413_before_it_is_sent_and_the_server_keeps_serving(url: str) -> None:
+    import socket
+
+    host, port = url.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        # only the head of a 50 MB request: the answer must come without the body
+        conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     f"\r\nContent-Length: {50 * 1024 * 1024}\r\n\r\n{{".encode())  # fmt: skip
+        answer = b""
+        while chunk := conn.recv(4096):  # the server closes the connection after its answer
+            answer += chunk
+    assert answer.decode().startswith("HTTP/1.1 413") and b"at most 8388608" in answer
+    assert len(text(infer(url, "u000001", 3).as_numpy("item_ids"))) == 3
+
+
+def test_tritonclient_json_requests_are_understood(url: str) -> None:
+    """tritonclient.http sends non-binary inputs as JSON without a Content-Type."""
+    client = triton.InferenceServerClient(url)
+    uid = triton.InferInput("user_id", [1], "BYTES")
+    uid.set_data_from_numpy(np.array([b"u000001"], dtype=np.object_), binary_data=False)
+    k = triton.InferInput("k", [1], "INT32")
+    k.set_data_from_numpy(np.array([3], np.int32), binary_data=False)
+    try:
+        wanted = [triton.InferRequestedOutput("item_ids", binary_data=False)]
+        answer = client.infer(MODEL, [uid, k], outputs=wanted)
+    finally:
+        client.close()
+    assert len(answer.as_numpy("item_ids")) == 3
+
+
 def test_unknown_user_gets_popular_items(url: str) -> None:
     result = infer(url, "never-seen-user", 10)
     assert len(text(result.as_numpy("item_ids"))) == 10
@@ -305,6 +363,40 @@ def test_in_process_store_down_and_predictor_down(data_dir: Path, bundle: Path) 
     result = asyncio.run(call())
     assert result.degrade_level == 2 and result.reasons == ["store_fallback", "predictor"]  # type: ignore[attr-defined]
     assert len(result.items) == 10 and result.model_version == bundle.name  # type: ignore[attr-defined]
+
+
+def test_unload_is_not_ready_and_load_restores_rest_and_grpc(servers: dict[str, object], url: str) -> None:
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    def post(path: str) -> int:
+        req = urllib.request.Request(f"http://{url}{path}", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status
+
+    def ready() -> int:
+        try:
+            with urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert post(f"/v2/repository/models/{MODEL}/unload") == 200
+    assert ready() == 503
+    assert post(f"/v2/repository/models/{MODEL}/load") == 200
+    assert ready() == 200
+    assert len(text(infer(url, "u000001", 4).as_numpy("item_ids"))) == 4  # REST
+
+    async def grpc() -> list[str]:
+        uid = InferInput("user_id", [1], "BYTES")
+        uid.set_data_from_numpy(np.array([b"u000001"], dtype=np.object_))
+        client = InferenceGRPCClient(str(servers["grpc"]), retries=0)
+        try:
+            answer = await client.infer(InferRequest(MODEL, [uid]))
+        finally:
+            await client.close()
+        return list(answer.get_output_by_name("item_ids").as_numpy())
+
+    assert len(asyncio.run(grpc())) == 10  # gRPC
 
 
 def test_predictor_down_degrades_to_recall_order(servers: dict[str, object], url: str) -> None:
