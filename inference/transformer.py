@@ -20,8 +20,6 @@ from typing import Any
 
 import kserve
 import numpy as np
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from inference import transformer_metrics as metrics
@@ -44,7 +42,7 @@ def _values(tensor: InferInput, name: str) -> np.ndarray:
         raise RequestError(f"input tensor '{name}': cannot read its data as {tensor.datatype}: {e}") from e
 
 
-def _text(value: Any, name: str) -> str:
+def id_text(value: Any, name: str) -> str:
     if isinstance(value, bytes | np.bytes_):
         try:
             value = bytes(value).decode()
@@ -81,7 +79,7 @@ def parse_request(request: InferRequest) -> Request:
         if tensor.name not in known:
             raise RequestError(f"input tensor '{tensor.name}' is unknown (inputs: {sorted(known)})")
     user = _scalar(request, "user_id", ("BYTES", "INT64", "INT32"), required=True)
-    user_id = _text(user, "user_id")
+    user_id = id_text(user, "user_id")
     k = _scalar(request, "k", ("INT32", "INT64"), required=False)
     k = 10 if k is None else int(k)
     if not 1 <= k <= MAX_K:
@@ -97,11 +95,11 @@ def parse_request(request: InferRequest) -> Request:
         values = _values(tensor, "exclude_item_ids")
         if len(values) > MAX_EXCLUDE:
             raise RequestError(f"input tensor 'exclude_item_ids': more than {MAX_EXCLUDE} ids")
-        exclude = {_text(v, "exclude_item_ids") for v in values}
+        exclude = {id_text(v, "exclude_item_ids") for v in values}
     for output in request.request_outputs or ():
         if output.name not in OUTPUTS:
             raise RequestError(f"requested output '{output.name}' does not exist (outputs: {list(OUTPUTS)})")
-    return Request(user_id, k, None if scene is None else _text(scene, "scene"), exclude)
+    return Request(user_id, k, None if scene is None else id_text(scene, "scene"), exclude)
 
 
 def _bytes(values: list[str], grpc: bool) -> Any:
@@ -251,48 +249,3 @@ class RecommenderModel(kserve.Model):
             use_binary_outputs=payload.use_binary_outputs,
             requested_outputs=payload.request_outputs,
         )
-
-
-def add_rest_route(app: FastAPI, model: RecommenderModel) -> None:
-    """``GET /recommend?user_id=..&k=..&scene=..&exclude=a,b``: plain JSON for simple callers."""
-
-    def parse(user_id: str | None, k: str) -> int:
-        if not user_id or len(user_id) > MAX_ID:
-            raise RequestError(f"query parameter 'user_id': required, 1..{MAX_ID} characters")
-        try:
-            k_value = int(k)
-        except ValueError as e:
-            raise RequestError(f"query parameter 'k': {k!r} is not an integer") from e
-        if not 1 <= k_value <= MAX_K:
-            raise RequestError(f"query parameter 'k': {k_value} is out of range (1..{MAX_K})")
-        return k_value
-
-    async def recommend(
-        user_id: str | None = None, k: str = "10", scene: str | None = None, exclude: str | None = None
-    ) -> JSONResponse:
-        try:
-            k_value = parse(user_id, k)
-        except RequestError:
-            metrics.REQUESTS.labels(status="invalid_input", variant="").inc()
-            raise
-        assert user_id is not None  # parse() refused it otherwise
-        excluded = {e for e in (exclude or "").split(",") if e}
-        request_id = str(uuid.uuid4())
-        result, variant = await model.recommend(
-            Request(user_id, k_value, scene or None, excluded), request_id
-        )
-        return JSONResponse(
-            {
-                "request_id": request_id,
-                "user_id": user_id,
-                "items": [
-                    {"item_id": i, "score": s, "channels": c.split(",") if c else []}
-                    for i, s, c in zip(result.items, result.scores, result.channels, strict=True)
-                ],
-                "experiment_variant": variant.name,
-                "degrade_level": result.degrade_level,
-                "model_version": result.model_version,
-            }
-        )
-
-    app.add_api_route("/recommend", recommend, methods=["GET"])

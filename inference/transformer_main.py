@@ -30,9 +30,10 @@ from inference.exposure_log import ExposureLog
 from inference.model_source import ModelSource
 from inference.predictor import ReloadingRepositoryExtension, recsys_error_handler
 from inference.ranker_client import RankerClient
+from inference.recommend_route import add_recommend_route
 from inference.server import add_limit_flags, limits_from, model_server, set_limits, set_request_logs
 from inference.shadow import ShadowMirror
-from inference.transformer import RecommenderModel, add_rest_route
+from inference.transformer import RecommenderModel
 from recsys.errors import ConfigError, RecsysError
 from recsys.models.bundles import resolve_bundle
 from recsys.resilience import CircuitBreaker
@@ -277,7 +278,7 @@ def build_model(args: argparse.Namespace, *, worker: bool = False) -> Recommende
 def install_routes(app: FastAPI, model: RecommenderModel) -> None:
     app.add_exception_handler(RecsysError, recsys_error_handler)
     bad_requests.install(metrics.bad_request)
-    add_rest_route(app, model)
+    add_recommend_route(app, model)
 
 
 def worker_model(args: argparse.Namespace) -> RecommenderModel:
