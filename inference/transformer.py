@@ -135,6 +135,25 @@ class RecommenderModel(kserve.Model):
             raise TypeError(f"model {self.name}: no rebuild recipe, it cannot move to another process")
         return self.rebuild
 
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """The v2 metadata's inputs (``GET /v2/models/<name>``), as ``parse_request`` reads them."""
+        return [
+            {"name": "user_id", "datatype": "BYTES", "shape": [1]},
+            {"name": "k", "datatype": "INT32", "shape": [1]},
+            {"name": "scene", "datatype": "BYTES", "shape": [1]},
+            {"name": "exclude_item_ids", "datatype": "BYTES", "shape": [-1]},
+        ]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "item_ids", "datatype": "BYTES", "shape": [-1]},
+            {"name": "scores", "datatype": "FP32", "shape": [-1]},
+            {"name": "channels", "datatype": "BYTES", "shape": [-1]},
+            {"name": "experiment_variant", "datatype": "BYTES", "shape": [1]},
+            {"name": "degrade_level", "datatype": "INT32", "shape": [1]},
+            {"name": "model_version", "datatype": "BYTES", "shape": [1]},
+        ]
+
     def load(self) -> bool:
         self.ready = True
         return True

@@ -293,6 +293,15 @@ def test_an_oversized_body_is_413_before_it_is_sent_and_the_server_keeps_serving
     assert len(text(infer(url, "u000001", 3).as_numpy("item_ids"))) == 3
 
 
+def test_metadata_lists_the_inputs_and_outputs(url: str) -> None:
+    meta = json.loads(urllib.request.urlopen(f"http://{url}/v2/models/{MODEL}", timeout=10).read())
+    inputs = {t["name"]: (t["datatype"], t["shape"]) for t in meta["inputs"]}
+    assert inputs["user_id"] == ("BYTES", [1]) and inputs["exclude_item_ids"] == ("BYTES", [-1])
+    outputs = {t["name"] for t in meta["outputs"]}
+    assert outputs == {"item_ids", "scores", "channels", "experiment_variant", "degrade_level",
+                       "model_version"}  # fmt: skip
+
+
 def test_tritonclient_json_requests_are_understood(url: str) -> None:
     """tritonclient.http sends non-binary inputs as JSON without a Content-Type."""
     client = triton.InferenceServerClient(url)
