@@ -14,16 +14,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from recsys.errors import InvalidInput, PipelineError
 from recsys.evaluation.experiments import events_from_matomo, read_exposures, variant_report
 from recsys.evaluation.page import write_page
-from recsys.evaluation.protocols import choices
 from recsys.evaluation.summary import write_summary
-from recsys.settings import Settings
 from recsys.steps.clean import read_cleaned
 from recsys.steps.common import (
     RUN_FILE,
@@ -35,6 +33,9 @@ from recsys.steps.common import (
     write_json,
 )
 from recsys.steps.extract import LATEST, check_as_of
+
+if TYPE_CHECKING:  # the pipeline's evaluate step need not import the settings' dependencies
+    from recsys.settings import Settings
 
 
 def experiment_section(data_dir: Path, cleaned_dir: Path) -> dict[str, Any]:
@@ -118,6 +119,7 @@ def evaluate_latest(settings: Settings, *, protocol: str | None, positive_min_va
     """``recsys evaluate``: the served chain trained and measured on the newest run's cleaned data
     with ``protocol`` (default: the configured one), beside the baselines; summary and page under
     ``<data_dir>/evaluation/<protocol>/``. Stores nothing else: no bundle, no registry entry."""
+    from recsys.evaluation.protocols import choices
     from recsys.features.registry import load_registry
     from recsys.ranking.flow import train_and_evaluate
     from recsys.recall.config import load_recall_config
