@@ -33,9 +33,10 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.v2_datamodels import InferenceResponse
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference.dataplane import raw_infer_request
+from inference.limits import replay as body_again
 
 log = logging.getLogger("kserve.recsys.fast_infer")
 Handler = Callable[[Request, Exception], Awaitable[Any]]
@@ -57,7 +58,7 @@ class InferFastPath:
         if body is None:
             return  # the client went away
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        replay = _replay(body, receive)
+        replay = body_again(body, receive)
         if not _plain_v2(headers):
             await self.app(scope, replay, send)
             return
@@ -140,17 +141,3 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive that hands out ``body`` once more, then waits on the connection as before."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
