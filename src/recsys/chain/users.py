@@ -34,6 +34,34 @@ def _lists(pairs: pd.DataFrame, limit: int | None) -> dict[str, list[str]]:
     return {str(users[s]): items[s:e].tolist() for s, e in zip(starts, ends, strict=True)}
 
 
+def seen_rows(tables: dict[str, pd.DataFrame], policy: SeenPolicy) -> pd.DataFrame:
+    """user_id, item_id, ts of every event (and paid order) that makes an item seen under ``policy``."""
+    events = tables["events"]
+    keep = policy.excludes(events)
+    parts = [
+        pd.DataFrame(
+            {
+                "user_id": events.loc[keep, "user_id"].astype(str).to_numpy(),
+                "item_id": events.loc[keep, "item_id"].astype(str).to_numpy(),
+                "ts": pd.to_datetime(events.loc[keep, "ts"]).to_numpy(),
+            }
+        )
+    ]
+    orders = tables.get("orders")
+    if policy.purchase and orders is not None and len(orders):
+        paid = orders[orders["status"] == "paid"]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "user_id": paid["user_id"].astype(str).to_numpy(),
+                    "item_id": paid["item_id"].astype(str).to_numpy(),
+                    "ts": pd.to_datetime(paid["created_at"]).to_numpy(),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
 @dataclass
 class UserStates:
     history: dict[str, list[str]] = field(default_factory=dict)  # positives, newest first, capped
@@ -52,20 +80,7 @@ class UserStates:
             }
         )
         positive = events["event_type"].isin(POSITIVE).to_numpy()
-        seen_rows = [ev[policy.excludes(events)]]
-        orders = tables.get("orders")
-        if policy.purchase and orders is not None and len(orders):
-            paid = orders[orders["status"] == "paid"]
-            seen_rows.append(
-                pd.DataFrame(
-                    {
-                        "user_id": paid["user_id"].astype(str).to_numpy(),
-                        "item_id": paid["item_id"].astype(str).to_numpy(),
-                        "ts": pd.to_datetime(paid["created_at"]).to_numpy(),
-                    }
-                )
-            )
-        seen = {u: set(items) for u, items in _lists(pd.concat(seen_rows), None).items()}
+        seen = {u: set(items) for u, items in _lists(seen_rows(tables, policy), None).items()}
         users = tables.get("users")
         industry: dict[str, str] = {}
         if users is not None and "industry" in users:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from recsys.chain.users import POSITIVE
+from recsys.chain.users import POSITIVE, seen_rows
 from recsys.errors import InvalidInput
 from recsys.recall.filtering import SeenPolicy
 
@@ -158,10 +158,8 @@ def split(
         raise InvalidInput(f"evaluation: {protocol} leaves no interactions in the training part")
     known_users = set(train_inter["user_id"].unique())
     known_items = set(train_inter["item_id"].unique())
-    seen_pairs = set(
-        zip(train_events.loc[policy.excludes(train_events), "user_id"],
-            train_events.loc[policy.excludes(train_events), "item_id"], strict=True)
-    )  # fmt: skip
+    seen = seen_rows(train, policy)  # what the chain excludes for the user: never hit, never relevant
+    seen_pairs = set(zip(seen["user_id"], seen["item_id"], strict=True))
     hits = test[positives.mask(test)]
     hits = hits[hits["user_id"].isin(known_users) & hits["item_id"].isin(known_items)]
     relevant: dict[str, set[str]] = {}
