@@ -106,6 +106,26 @@ class Result:
     reasons: list[str] = field(default_factory=list)
 
 
+class StateLog:
+    """One WARNING when a dependency starts failing and one when it works again, instead of
+    one per request of an outage (thousands a second). Failures in between are counted by
+    ``recommendation_degraded_total``."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failed = False
+
+    def failing(self, message: str) -> None:
+        if not self.failed:
+            self.failed = True
+            log.warning("%s failing (logged once until they recover): %s", self.what, message)
+
+    def ok(self) -> None:
+        if self.failed:
+            self.failed = False
+            log.warning("%s work again", self.what)
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds each recall channel may take; ``request`` bounds the whole chain. (Store reads
@@ -157,6 +177,7 @@ class Chain:
         self.recall_queue = metrics.POOL_QUEUE.labels(pool="recall")
         self.timeouts = timeouts
         self.fallback_name = store.fallback.name if isinstance(store, FallbackStore) else None
+        self.store_state = StateLog("store reads")
 
     def bind(self, bundle: Bundle) -> Bundle:
         """``bundle`` checked against this chain's store, with its item-vector cache (and the
@@ -246,7 +267,7 @@ class Chain:
             history = [item for item, _ in view.lists[HISTORY_CHANNEL]]
             seen = {item for item, _ in view.lists[SEEN_CHANNEL]}
         except RecsysError as e:
-            log.warning("history of %s unavailable: %s", req.user_id, e)
+            self.store_state.failing(f"the history of {req.user_id} is unavailable: {e}")
             history, seen = [], set()
         now = time.perf_counter()
         STAGE["history"].observe(now - start)
@@ -261,9 +282,11 @@ class Chain:
         try:
             lookup = b.lookup(self.store, req.user_id, ids, view)
         except RecsysError as e:
-            log.warning("store lookup failed, recall order: %s", e)
+            self.store_state.failing(f"the vectors are unavailable, recall order: {e}")
             degraded.append((2, "store"))
             return self._top(b, req, cands, cands.scores, None, b.version)
+        if view is not None:
+            self.store_state.ok()
         start, now = now, time.perf_counter()
         STAGE["features"].observe(now - start)
         if self.fallback_name and lookup.served_by == self.fallback_name:

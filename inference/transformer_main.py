@@ -244,6 +244,8 @@ def build_model(args: argparse.Namespace, *, worker: bool = False) -> Recommende
         timeout_s=args.store_timeout_ms / 2000,
         breaker=store_breaker,
         on_unavailable=metrics.store_unavailable,
+        repair=True,
+        on_repair=metrics.store_repair,
     )
     shadow = None
     if args.shadow_predictor_host:

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from inference import multiprocess_values
-from recsys.errors import StoreTimeout, StoreUnavailable
+from recsys.errors import StoreError, StoreTimeout
 from recsys.resilience import STATE_VALUE
 
 multiprocess_values.install()  # before this process writes its first value
@@ -49,6 +49,9 @@ DEGRADED = Counter(
 )
 # stage: store | recall | predictor | request
 TIMEOUTS = Counter("recommendation_timeouts", "Chain stages cut off by their timeout", ["stage"])
+STORE_REPAIRS = Counter(
+    "recommendation_store_repairs", "Refills of an empty primary store from the fallback", ["outcome"]
+)
 CHANNEL_LATENCY = Histogram(
     "recommendation_recall_channel_seconds", "Latency of one recall channel", ["channel"],
     buckets=LATENCY_BUCKETS,
@@ -128,10 +131,15 @@ def track_breaker(target: str, state: str) -> None:
         CIRCUIT_OPENED.labels(target=target).inc()
 
 
-def store_unavailable(error: StoreUnavailable) -> None:
+def store_unavailable(error: StoreError) -> None:
     """A FallbackStore ``on_unavailable`` hook: a primary read cut off by its timeout."""
     if isinstance(error, StoreTimeout):
         TIMEOUTS.labels(stage="store").inc()
+
+
+def store_repair(outcome: str) -> None:
+    """A FallbackStore ``on_repair`` hook: the primary refilled from the fallback, or not."""
+    STORE_REPAIRS.labels(outcome=outcome).inc()
 
 
 def bad_request(_model_name: str | None) -> None:

@@ -39,11 +39,15 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (scripts/start_services.sh installs it)")
+        self.binary, self.workdir = binary, workdir
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._spawn()
+
+    def _spawn(self) -> None:
         self.proc = subprocess.Popen(
             [
-                binary,
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -53,7 +57,7 @@ class RedisServer:
                 "--appendonly",
                 "no",
                 "--dir",
-                str(workdir),
+                str(self.workdir),
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -63,6 +67,15 @@ class RedisServer:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"redis-server on port {self.port} did not start")
             time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: a crashed pod. With no persistence, everything it held is gone."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def start_empty(self) -> None:
+        """A new, empty redis-server on the same port (the pod restarted)."""
+        self._spawn()
 
     def pause(self) -> None:
         self.proc.send_signal(signal.SIGSTOP)

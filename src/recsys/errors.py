@@ -64,6 +64,11 @@ class StoreTimeout(StoreUnavailable):
     """The online store did not answer within its socket timeout."""
 
 
+class VersionMissing(StoreError):
+    """The online store answered but lacks the version asked for, or has no active one (a Redis
+    restarted empty, a version pruned): a store in front of a fallback counts this as an outage."""
+
+
 class ModelRegistryError(RecsysError):
     """The model registry refused or failed an operation (no previous champion, unknown version)."""
 

@@ -567,3 +567,56 @@ def test_fallback_publish_switches_neither_when_the_primary_fails(tmp_path: Path
     with pytest.raises(StoreError, match="no active version"):
         store.lookup("u0", ["i0"])
     store.close()
+
+
+def test_an_empty_primary_counts_as_down_and_is_refilled_from_the_fallback(
+    redis_store: Any, tmp_path: Path
+) -> None:
+    """Redis restarted empty (no persistence) answers, but without any version: reads go to
+    the SQLite fallback, logged once, and a repair re-publishes and re-activates the fallback's
+    active version, after which Redis answers again exactly as before."""
+    url = REDIS_URL
+    namespace = redis_store.config.namespace
+    fallback = open_store(f"sqlite:///{tmp_path / 'fallback.db'}")
+    repairs: list[str] = []
+    store = FallbackStore(
+        open_store(url, namespace=namespace),
+        fallback,
+        repairer=lambda: open_store(url, namespace=namespace),
+        on_repair=repairs.append,
+    )
+    old, new = make_snapshot("v1", seed=1), make_snapshot("v2", seed=2)
+    store.publish(old)
+    store.publish(new)
+    store.activate("v1")  # a rollback: the active version is not the newest
+    before = store.lookup("u3", ["i1", "i7"], "v1")
+    assert before.served_by == "redis"
+    assert redis_store.purge() > 0  # the restart: every key gone
+    got = store.lookup("u3", ["i1", "i7"], "v1")
+    assert got.served_by == "sqlite"
+    np.testing.assert_array_equal(got.items, before.items)
+    assert store.user_view("u3", ("itemcf",), "v1").served_by == "sqlite"
+    deadline = time.monotonic() + 10
+    while not repairs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert repairs == ["repaired"]
+    assert redis_store.active_version() == "v1" and redis_store.versions() == ["v1"]
+    store.breaker.record_success()  # close the circuit the misses opened (it would reset in 2 s)
+    again = store.lookup("u3", ["i1", "i7", "nope"], "v1")
+    assert again.served_by == "redis" and again.found.tolist() == [True, True, False]
+    np.testing.assert_array_equal(again.items[:2], before.items)
+    assert redis_store.recall("itemcf", ["i0", "i1"], "v1") == fallback.recall("itemcf", ["i0", "i1"], "v1")
+    assert redis_store.meta("v1") == fallback.meta("v1")
+    # a primary with an active version is never overwritten: nothing to repair
+    assert store.repair() is None
+    store.close()
+
+
+def test_the_repair_is_done_by_one_process_at_a_time(redis_store: Any) -> None:
+    with (
+        redis_store.exclusive("repair", ttl_s=5) as first,
+        redis_store.exclusive("repair", ttl_s=5) as second,
+    ):
+        assert first and not second
+    with redis_store.exclusive("repair", ttl_s=5) as after:
+        assert after  # released by its holder

@@ -151,6 +151,49 @@ def test_redis_outage_level_1_then_recovery(stack: Stack) -> None:
     assert metric(stack.main, "recommendation_circuit_state", target="store") == 0
 
 
+def test_redis_killed_and_restarted_empty_level_1_then_refilled(stack: Stack) -> None:
+    """The drill of docs/SOP.md: Redis is killed under traffic and comes back empty (the chart
+    runs it without persistence). No request fails and none falls below level 1: the SQLite
+    fallback answers, also while the new Redis answers without any version, until the
+    transformer re-publishes the active version into it; then level 0 within 10 s."""
+    answers: list[tuple[float, int]] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def traffic() -> None:
+        while not done.is_set():
+            try:
+                answers.append((time.monotonic(), ask(stack)[0]))
+            except BaseException as e:  # noqa: BLE001 - any failure fails the test below
+                errors.append(e)
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        stack.redis.kill()
+        time.sleep(1.5)
+        stack.redis.start_empty()
+        back = time.monotonic()
+        wait_for(lambda: any(t > back and level == 0 for t, level in answers[-20:]), timeout=10.0,
+                 show=lambda: answers[-5:])  # fmt: skip
+        recovered = time.monotonic() - back
+        time.sleep(1.0)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors[:3]
+    levels = [level for _, level in answers]
+    assert max(levels) <= 1 and levels.count(1) > 0, sorted(set(levels))
+    assert recovered < 10
+    assert all(level == 0 for t, level in answers if t > back + recovered + 0.5)  # and stays there
+    assert metric(stack.main, "recommendation_store_repairs_total", outcome="repaired") + metric(
+        stack.tight, "recommendation_store_repairs_total", outcome="repaired"
+    ) >= 1  # fmt: skip
+
+
 def test_predictor_hang_level_2_then_circuit_opens(stack: Stack) -> None:
     stack.predictor.send_signal(19)  # SIGSTOP: connections hang until the 0.3 s timeout
     try:

@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from recsys.chain.users import UserStates
-from recsys.errors import PipelineError, StoreUnavailable
+from recsys.errors import PipelineError, StoreError
 from recsys.resilience import CircuitBreaker
 from recsys.steps.common import HISTORIES_FILE, run_record_path, utc_now, write_json
 from recsys.steps.features import read_features
@@ -49,12 +49,16 @@ def open_online_store(
     *,
     timeout_s: float | None = None,
     breaker: CircuitBreaker | None = None,
-    on_unavailable: Callable[[StoreUnavailable], None] | None = None,
+    on_unavailable: Callable[[StoreError], None] | None = None,
+    repair: bool = False,
+    on_repair: Callable[[str], None] | None = None,
 ) -> OnlineStore:
     """The primary store, backed by a SQLite fallback when one is configured.
 
     ``timeout_s`` (serving) bounds a Redis primary's connect and read time and turns off its
-    retry: a request has a fallback to go to and no time to wait for a second try.
+    retry: a request has a fallback to go to and no time to wait for a second try. ``repair``
+    (serving): a primary found empty is refilled from the fallback, through a connection of its
+    own with the default timeouts (``FallbackStore.repair``).
     """
     options: dict[str, Any] = {}
     if timeout_s is not None and url.startswith(("redis://", "rediss://")):
@@ -62,7 +66,8 @@ def open_online_store(
     primary = open_store(url, **options)
     if not fallback_url:
         return primary
-    return FallbackStore(primary, open_store(fallback_url), breaker, on_unavailable)
+    repairer = (lambda: open_store(url)) if repair else None
+    return FallbackStore(primary, open_store(fallback_url), breaker, on_unavailable, repairer, on_repair)
 
 
 HISTORY_CHANNEL = "history"  # each user's newest positives, newest first: recall's input

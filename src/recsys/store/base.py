@@ -13,7 +13,8 @@ import logging
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -132,6 +133,18 @@ class OnlineStore(ABC):
         lists = {c: self.recall(c, [user_id], version)[user_id] for c in channels}
         lookup = self.lookup(user_id, [], version)
         return UserView(version=lookup.version, user=lookup.user, lists=lists, served_by=lookup.served_by)
+
+    def export(self, version: str) -> StoreSnapshot:
+        """Everything ``version`` holds, as a snapshot that publishes it again (a fallback
+        store refills a primary that came back empty). Backends that serve as a fallback
+        implement it."""
+        raise StoreError(f"store: the {self.name} backend cannot export a version")
+
+    @contextmanager
+    def exclusive(self, what: str, ttl_s: float) -> Iterator[bool]:
+        """Whether this caller may do ``what`` now, held until the block ends or ``ttl_s``
+        passes: a store shared by several processes lets one of them repair it."""
+        yield True
 
     @abstractmethod
     def prune(self, keep: int) -> list[str]:

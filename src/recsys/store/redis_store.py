@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
@@ -32,7 +33,14 @@ from pydantic import Field, field_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from recsys.errors import ConfigError, InvalidInput, StoreError, StoreTimeout, StoreUnavailable
+from recsys.errors import (
+    ConfigError,
+    InvalidInput,
+    StoreError,
+    StoreTimeout,
+    StoreUnavailable,
+    VersionMissing,
+)
 from recsys.store.base import (
     Lookup,
     OnlineStore,
@@ -50,6 +58,9 @@ from recsys.store.base import (
     redact,
 )
 from recsys.store.codec import decode_recall, decode_rows, decode_vector, encode_recall, encode_rows
+
+# delete the lock only while it still holds our token (it may have expired and been retaken)
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class RedisStoreConfig(StoreConfig):
@@ -209,6 +220,19 @@ class RedisStore(OnlineStore):
             self._client.unlink(*batch)
         self._client.zrem(self._pending_key, version)
 
+    @contextmanager
+    def exclusive(self, what: str, ttl_s: float) -> Iterator[bool]:
+        """A lock key with an expiry (SET NX PX), released only by its holder."""
+        key, token = f"{self._ns}:lock:{what}".encode(), uuid.uuid4().hex.encode()
+        with self._guard(f"lock {what}"):
+            held = bool(self._client.set(key, token, nx=True, px=int(ttl_s * 1000)))
+        try:
+            yield held
+        finally:
+            if held:
+                with self._guard(f"unlock {what}"):
+                    self._client.eval(_RELEASE, 1, key, token)
+
     def purge(self) -> int:
         """Delete every key of the namespace (tests, benchmarks, decommissioning)."""
         n = 0
@@ -227,7 +251,7 @@ class RedisStore(OnlineStore):
             check_name("version", version)
             values = self._client.mget([self._key(version, "dims"), *build(version)])
             if values[0] is None:
-                raise StoreError(f"store: version {version} is not published in {self.safe_url}")
+                raise VersionMissing(f"store: version {version} is not published in {self.safe_url}")
             return version, values
         v = self._cached_active
         retry = True
@@ -241,15 +265,15 @@ class RedisStore(OnlineStore):
             if values[0] is not None:
                 return v, values
             if current is None:
-                raise StoreError(f"store: no active version in {self.safe_url}")
+                raise VersionMissing(f"store: no active version in {self.safe_url}")
             if not retry or current == v:
-                raise StoreError(f"store: active version {v} is incomplete in {self.safe_url}")
+                raise VersionMissing(f"store: active version {v} is incomplete in {self.safe_url}")
             v, retry = current, False
 
     def _read_active(self) -> str:
         active = self._client.get(self._active_key)
         if active is None:
-            raise StoreError(f"store: no active version in {self.safe_url}")
+            raise VersionMissing(f"store: no active version in {self.safe_url}")
         self._cached_active = active.decode()
         return self._cached_active
 
@@ -316,7 +340,7 @@ class RedisStore(OnlineStore):
             v = check_name("version", version) if version is not None else self._read_active()
             raw = self._client.get(self._key(v, "meta"))
         if raw is None:
-            raise StoreError(f"store: version {v} is not published in {self.safe_url}")
+            raise VersionMissing(f"store: version {v} is not published in {self.safe_url}")
         return json.loads(raw)
 
     def meta(self, version: str | None = None) -> dict[str, Any]:

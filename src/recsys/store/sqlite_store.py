@@ -21,8 +21,9 @@ from typing import Any
 
 from pydantic import Field
 
-from recsys.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
+from recsys.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable, VersionMissing
 from recsys.store.base import (
+    FeatureBlock,
     Lookup,
     OnlineStore,
     PreparedSnapshot,
@@ -238,11 +239,11 @@ class SQLiteStore(OnlineStore):
         if version is None:
             row = c.execute(_ACTIVE_SQL).fetchone()
             if row is None:
-                raise StoreError(f"store: no active version in {where}")
+                raise VersionMissing(f"store: no active version in {where}")
         else:
             row = c.execute(_VERSION_SQL, (check_name("version", version),)).fetchone()
             if row is None:
-                raise StoreError(f"store: version {version} is not published in {where}")
+                raise VersionMissing(f"store: version {version} is not published in {where}")
         return row
 
     @staticmethod
@@ -284,6 +285,27 @@ class SQLiteStore(OnlineStore):
                 keys,
             )
         return {k: decode_recall(rows[k]) if k in rows else [] for k in keys}
+
+    def export(self, version: str) -> StoreSnapshot:
+        with self._tx(f"export {version}") as c:
+            v, user_dim, item_dim = self._resolve(c, version, self.path)
+            head = json.loads(c.execute("SELECT meta FROM versions WHERE version = ?", (v,)).fetchone()[0])
+            blocks: dict[str, FeatureBlock] = {}
+            for entity, dim in (("user", user_dim), ("item", item_dim)):
+                if dim is None:
+                    continue
+                rows = c.execute(
+                    "SELECT id, blob FROM vectors WHERE version = ? AND entity = ? ORDER BY id", (v, entity)
+                ).fetchall()
+                values, _ = decode_rows([blob for _, blob in rows], dim)
+                names = head["features"][entity]
+                blocks[entity] = FeatureBlock(entity, [i for i, _ in rows], names, values)
+            recall: dict[str, dict[str, RecallList]] = {}
+            for channel, key, blob in c.execute(
+                "SELECT channel, key, blob FROM recall WHERE version = ?", (v,)
+            ):
+                recall.setdefault(channel, {})[key] = decode_recall(blob)
+        return StoreSnapshot(version=v, blocks=blocks, recall=recall, meta=head["meta"])
 
     def active_version(self) -> str | None:
         with self._tx("active_version") as c:
