@@ -177,3 +177,82 @@ def _ask(conn: http.client.HTTPConnection, request_id: str, k: int = 5) -> int:
         raise urllib.error.HTTPError(conn.host, resp.status, payload.decode(), resp.headers, None)
     answer = json.loads(payload)
     return int(next(o for o in answer["outputs"] if o["name"] == "degrade_level")["data"][0])
+
+
+def _pid_of(module: str, port: int) -> int:
+    """The process running ``python -m module`` on ``--http_port port``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if module.encode() in argv and str(port).encode() in argv and b"--http_port" in argv:
+            return int(entry.name)
+    raise AssertionError(f"no {module} on port {port}")
+
+
+def test_a_killed_predictor_is_restarted_while_the_transformer_keeps_answering(
+    served_data: Path, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The drill of docs/SOP.md: the predictor is killed (-9) under traffic. Not one request
+    fails: the transformer answers in recall order (level 2) meanwhile; ``recsys serve`` reports
+    the crash with the predictor's own lines, restarts it, and answers are level 0 again."""
+    args = ports()
+    url, predictor_port = f"127.0.0.1:{args[1]}", int(args[5])
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recsys", "serve", "--data-dir", str(served_data), *args,
+             "--store", private_redis.url, "--poll-seconds", "0"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ},
+        )  # fmt: skip
+    answers: list[tuple[float, int]] = []
+    errors: list[BaseException] = []
+    stop_traffic = False
+
+    def traffic(n: int) -> None:
+        conn = http.client.HTTPConnection(url, timeout=30)
+        while not stop_traffic:
+            try:
+                answers.append((time.monotonic(), _ask(conn, f"drill-{n}")))
+            except BaseException as e:  # noqa: BLE001 - any failure fails the test below
+                errors.append(e)
+                conn = http.client.HTTPConnection(url, timeout=30)
+
+    try:
+        wait_ready(proc, url, log, timeout=180)
+        with ThreadPoolExecutor(4) as pool:
+            running = [pool.submit(traffic, n) for n in range(4)]
+            time.sleep(1.0)
+            victim = _pid_of("inference.predictor_main", predictor_port)
+            os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
+            deadline = killed + 60
+            while "is ready again after restart 1" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            back = time.monotonic()
+            deadline = back + 15  # the transformer's circuit finds the predictor back by itself
+            while (
+                not any(t > back and level == 0 for t, level in answers[-8:]) and time.monotonic() < deadline
+            ):
+                time.sleep(0.2)
+            recovered = time.monotonic()
+            stop_traffic = True
+            for future in running:
+                future.result()
+        output = log.read_text()
+        assert not errors, errors[:3]
+        assert "the predictor exited with signal SIGKILL" in output, output[-3000:]
+        assert "restarting the predictor in 1 s (crash 1 of at most 5 in a row)" in output
+        assert "the predictor is ready again after restart 1" in output, output[-3000:]
+        # the lines quoted are the killed predictor's own (its start), not the transformer's
+        quoted = output.split("its last lines", 1)[1].split("serve: restarting", 1)[0]
+        assert "predictor" in quoted and "transformer" not in quoted.replace(str(log), "")
+        levels = [level for t, level in answers if t > killed]
+        assert 2 in levels and max(levels) <= 2, sorted(set(levels))
+        assert any(t > back and level == 0 for t, level in answers), recovered - back
+        assert _pid_of("inference.predictor_main", predictor_port) != victim
+    finally:
+        stop_traffic = True
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]

@@ -4,46 +4,25 @@ Both run as their own processes (``python -m inference.predictor_main`` / ``tran
 exactly as in the cluster; both follow the registry's champion of ``--data-dir``. The command
 waits until both report ready, prints how to call them, optionally shows a few users'
 recommendations, and serves until Ctrl-C / SIGTERM, which stops both gracefully (the exposure
-log is flushed).
+log is flushed). A server that crashes meanwhile is restarted with backoff (``recsys.supervisor``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from recsys.cli.common import DataDirOpt, settings_from
-from recsys.errors import ConfigError, PipelineError, RecsysError
-
-
-@dataclass
-class Server:
-    name: str
-    module: str
-    http_port: int
-    grpc_port: int
-    args: list[str]
-    proc: subprocess.Popen[bytes] | None = None
-    log: Path | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
+from recsys.errors import ConfigError, RecsysError
+from recsys.supervisor import RestartPolicy, Server, Supervisor
 
 
 def _port_free(port: int) -> bool:
@@ -55,62 +34,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _ready(server: Server) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{server.url}/v2/health/ready", timeout=1) as resp:
-            return resp.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-def _tail(path: Path | None, lines: int = 30) -> str:
-    if path is None or not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _start(server: Server, data_dir: Path, log_dir: Path) -> None:
-    server.log = log_dir / f"{server.name}.log"
-    cmd = [sys.executable, "-m", server.module, "--http_port", str(server.http_port),
-           "--grpc_port", str(server.grpc_port), "--data_dir", str(data_dir), *server.args]  # fmt: skip
-    with server.log.open("ab") as out:
-        # own process group: Ctrl-C reaches this command, which stops the servers in order
-        server.proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "RECSYS_DATA_DIR": str(data_dir), **server.env},
-        )  # fmt: skip
-
-
-def _stop(servers: list[Server]) -> None:
-    for server in servers:  # transformer first: it flushes exposures, then the predictor goes
-        if server.proc is not None and server.proc.poll() is None:
-            server.proc.terminate()
-            try:
-                server.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
-
-
-def _wait_ready(servers: list[Server], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pending = list(servers)
-    while pending:
-        for server in list(pending):
-            assert server.proc is not None
-            if server.proc.poll() is not None:
-                raise PipelineError(
-                    f"serve: the {server.name} exited with code {server.proc.returncode}; "
-                    f"last lines of {server.log}:\n{_tail(server.log)}"
-                )
-            if _ready(server):
-                pending.remove(server)
-        if pending and time.monotonic() > deadline:
-            names = ", ".join(s.name for s in pending)
-            raise PipelineError(f"serve: {names} not ready after {timeout:g} s; see {pending[0].log}")
-        time.sleep(0.2)
 
 
 def recommend_via_http(url: str, user_id: str, k: int) -> dict[str, Any]:
@@ -179,6 +102,14 @@ def serve(
     transformer_workers: Annotated[
         int, typer.Option(min=1, help="Transformer processes sharing its port (KServe --workers).")
     ] = 1,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Restart a crashed server this many times in a row (1 s, 2 s, 4 s ... "
+            "apart) before giving up; 0 = a crash stops everything.",
+        ),
+    ] = 5,
 ) -> None:
     """Start predictor and transformer on the champion, wait until ready, print how to call them."""
     from recsys.steps.sync import latest_bundle
@@ -232,26 +163,23 @@ def serve(
             stopping = True
             raise KeyboardInterrupt
 
+    supervisor = Supervisor(order, data, log_dir, RestartPolicy(max_in_a_row=max_restarts),
+                            report=lambda line: typer.echo(line, err=True))  # fmt: skip
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
-        for server in [*servers, transformer]:
-            _start(server, data, log_dir)
         typer.echo(f"starting {', '.join(s.name for s in order)} on the champion of {data} ...")
-        _wait_ready(order, ready_timeout)
+        supervisor.start_all(ready_timeout)
         typer.echo("ready.\n" + _usage(transformer, predictor, model_name))
         if try_users:
             _show(transformer.url, [u.strip() for u in try_users.split(",") if u.strip()], k)
         if once:
             return
         typer.echo("\nserving; Ctrl-C stops both servers")
-        while all(s.proc is not None and s.proc.poll() is None for s in order):
-            time.sleep(0.5)
-        dead = next(s for s in order if s.proc is not None and s.proc.poll() is not None)
-        raise PipelineError(f"serve: the {dead.name} exited; last lines of {dead.log}:\n{_tail(dead.log)}")
+        supervisor.watch()
     except KeyboardInterrupt:
         typer.echo("stopping ...")
     except urllib.error.URLError as e:
         raise RecsysError(f"serve: the transformer did not answer: {e}") from e
     finally:
-        _stop(order)
+        supervisor.stop_all()
         signal.signal(signal.SIGTERM, previous)
