@@ -20,12 +20,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024  # a 300 x 98 FP32 ranking request is 118 KB
 DEFAULT_BODY_TIMEOUT_S = 10.0
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS = 500
 
 
 @dataclass(frozen=True)
 class Limits:
+    """A server process's limits; the last two are enforced below ASGI (connection_limits.py)."""
+
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 async def _answer(send: Send, status: int, message: str) -> None:

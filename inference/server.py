@@ -20,9 +20,17 @@ from kserve.protocol.rest import server as rest_server
 from kserve.protocol.rest.multiprocess.server import RESTServerProcess
 from prometheus_client import multiprocess
 
+from inference import connection_limits
 from inference.dataplane import V2DataPlane
 from inference.fast_infer import InferFastPath
-from inference.limits import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_REQUEST_BYTES, Limits, RequestLimits
+from inference.limits import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    Limits,
+    RequestLimits,
+)
 from recsys.errors import ConfigError
 
 PER_REQUEST_LOGGERS = ("uvicorn.access", "kserve.trace")
@@ -44,8 +52,10 @@ _kserve_add_middlewares = rest_server.RESTServer._add_middlewares
 
 
 def set_limits(limits: Limits) -> None:
-    """The request limits of this process's app (each worker process sets them again)."""
+    """The request and connection limits of this process (each worker process sets them again)."""
     _limits[0] = limits
+    connection_limits.LIMITS[0] = limits
+    connection_limits.install()
 
 
 def add_limit_flags(parser: argparse.ArgumentParser, env: Callable[[str, str], str | None]) -> None:
@@ -61,12 +71,27 @@ def add_limit_flags(parser: argparse.ArgumentParser, env: Callable[[str, str], s
         default=float(env("BODY_TIMEOUT_S", "") or DEFAULT_BODY_TIMEOUT_S),
         help="a client silent this long while sending its body gets 408",
     )
+    parser.add_argument(
+        "--header_timeout_s",
+        type=float,
+        default=float(env("HEADER_TIMEOUT_S", "") or DEFAULT_HEADER_TIMEOUT_S),
+        help="a request whose headers are not complete this long after its first byte (or after "
+        "the connection opened) gets 408 and the connection is closed",
+    )
+    parser.add_argument(
+        "--max_connections",
+        type=int,
+        default=int(env("MAX_CONNECTIONS", "") or DEFAULT_MAX_CONNECTIONS),
+        help="open connections per server process; more are answered 503 with Retry-After",
+    )
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
-    if args.max_request_bytes < 1 or not args.body_timeout_s > 0:
-        raise ConfigError("--max_request_bytes must be >= 1 and --body_timeout_s > 0")
-    return Limits(args.max_request_bytes, args.body_timeout_s)
+    if args.max_request_bytes < 1 or args.max_connections < 1:
+        raise ConfigError("--max_request_bytes and --max_connections must be >= 1")
+    if not args.body_timeout_s > 0 or not args.header_timeout_s > 0:
+        raise ConfigError("--body_timeout_s and --header_timeout_s must be > 0")
+    return Limits(args.max_request_bytes, args.body_timeout_s, args.header_timeout_s, args.max_connections)
 
 
 def _add_middlewares(self: rest_server.RESTServer, app: FastAPI) -> None:
