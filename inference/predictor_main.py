@@ -96,7 +96,7 @@ def build(args: argparse.Namespace) -> tuple[RankerModel, kserve.ModelServer]:
         poll_seconds=args.poll_seconds,
     )
     # the server first: its constructor configures the logging that the load reports through
-    server = model_server(args)
+    server = model_server(args, "predictor")
     # handed to the REST and gRPC servers only in start(), so replacing it here is safe
     server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
     kserve.model_server.app.add_exception_handler(RecsysError, recsys_error_handler)

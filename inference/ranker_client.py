@@ -57,7 +57,10 @@ class RankerClient:
         model_name: str = "recsys",
         timeout_s: float = 0.5,
         breaker: CircuitBreaker | None = None,
+        api_key: str | None = None,
     ) -> None:
+        """``api_key``: sent as X-API-Key, for a predictor whose edge requires one."""
+        self.auth = {"X-API-Key": api_key} if api_key else {}
         self.base = (host if "://" in host else f"http://{host}").rstrip("/")
         self.host = host
         self.metadata_path = f"{urlsplit(self.base).path}/v2/models/{model_name}"
@@ -106,7 +109,7 @@ class RankerClient:
         if self._takes_shared is None:
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    answer = await self._client().request("GET", self.metadata_path)
+                    answer = await self._client().request("GET", self.metadata_path, headers=self.auth)
                 meta = orjson.loads(answer.body) if answer.status == 200 else {}
                 self._takes_shared = any(i.get("name") == "shared_features" for i in meta.get("inputs", []))
             except (UpstreamError, TimeoutError, ValueError, AttributeError):
@@ -137,7 +140,7 @@ class RankerClient:
             async with asyncio.timeout(self.timeout_s):
                 answer = await self._client().request(
                     "POST", f"{self.metadata_path}/infer", b"".join([head, *chunks]),
-                    {HEADER: str(len(head)), "Content-Type": "application/octet-stream"},
+                    {HEADER: str(len(head)), "Content-Type": "application/octet-stream", **self.auth},
                 )  # fmt: skip
         except TimeoutError as e:
             raise PredictorTimeout(f"predictor {self.url}: no answer within {self.timeout_s} s") from e

@@ -13,15 +13,23 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent import futures
+from typing import Any
 
 import kserve
 from fastapi import FastAPI
+from grpc import aio
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc import interceptors as grpc_interceptors
+from kserve.protocol.grpc import server as grpc_server
+from kserve.protocol.grpc import servicer as grpc_servicer
 from kserve.protocol.rest import server as rest_server
 from kserve.protocol.rest.multiprocess.server import RESTServerProcess
 from prometheus_client import multiprocess
 
-from inference import connection_limits
+from inference import connection_limits, edge
 from inference.dataplane import V2DataPlane
+from inference.edge import EdgeGuard, EdgeInterceptor, add_edge_flags, edge_settings
 from inference.fast_infer import InferFastPath
 from inference.limits import (
     DEFAULT_BODY_TIMEOUT_S,
@@ -59,6 +67,13 @@ def set_limits(limits: Limits) -> None:
 
 
 def add_limit_flags(parser: argparse.ArgumentParser, env: Callable[[str, str], str | None]) -> None:
+    """The flags of the request limits, the bind address and the edge (both servers)."""
+    parser.add_argument(
+        "--bind_host",
+        default=env("BIND_HOST", "") or "127.0.0.1",
+        help="address REST and gRPC listen on; 0.0.0.0 in a container (the chart sets it)",
+    )
+    add_edge_flags(parser)
     parser.add_argument(
         "--max_request_bytes",
         type=int,
@@ -94,17 +109,68 @@ def limits_from(args: argparse.Namespace) -> Limits:
     return Limits(args.max_request_bytes, args.body_timeout_s, args.header_timeout_s, args.max_connections)
 
 
+def configure_process(args: argparse.Namespace, role: str) -> None:
+    """What each server process (and each ``--workers`` process) sets before its app is built:
+    request logs, limits, the edge (auth, rate limit, audit) and the bind address."""
+    set_request_logs(args.request_logs)
+    set_limits(limits_from(args))
+    edge.install(edge_settings(args), role)
+    _bind_host[0] = args.bind_host
+
+
+_bind_host = ["127.0.0.1"]
+
+
 def _add_middlewares(self: rest_server.RESTServer, app: FastAPI) -> None:
     # the v2 infer route's fast path first: the innermost, so KServe's timing and access-log
     # middlewares (when on) still see every request
     app.add_middleware(InferFastPath, fastapi_app=app, dataplane=self.dataplane)
     if _keep_timing_middleware[0] or self.access_log_format:
         _kserve_add_middlewares(self, app)
-    # the outermost: no route or handler sees a body that is too big or too slow
+    # no route or handler sees a body that is too big or too slow
     app.add_middleware(RequestLimits, limits=_limits[0])
+    # the outermost: an unauthenticated or rate-limited request is refused before its body is read
+    app.add_middleware(EdgeGuard)
 
 
 rest_server.RESTServer._add_middlewares = _add_middlewares  # type: ignore[method-assign]
+_kserve_rest_init = rest_server.RESTServer.__init__
+
+
+def _rest_init(self: rest_server.RESTServer, *args: Any, **kwargs: Any) -> None:
+    """KServe's REST server, on ``--bind_host`` instead of its fixed 0.0.0.0."""
+    _kserve_rest_init(self, *args, **kwargs)
+    self.config.host = _bind_host[0]
+
+
+rest_server.RESTServer.__init__ = _rest_init  # type: ignore[method-assign]
+
+
+async def _grpc_start(self: grpc_server.GRPCServer, max_workers: int) -> None:
+    """KServe 0.21's ``GRPCServer.start`` with three changes: it listens on ``--bind_host``
+    (KServe: always [::]), the edge's interceptor comes first, and KServe's interceptor that
+    logs every call at INFO only when request logs are on."""
+    interceptors: list[Any] = [EdgeInterceptor()]
+    if _keep_timing_middleware[0]:
+        interceptors.append(grpc_interceptors.LoggingInterceptor())
+    interceptors.append(grpc_interceptors.ExceptionToStatusInterceptor())
+    self._server = aio.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+            ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+        ],
+    )
+    servicer = grpc_servicer.InferenceServicer(self._data_plane, self._model_repository_extension)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+    host = _bind_host[0]
+    self._server.add_insecure_port(f"[{host}]:{self._port}" if ":" in host else f"{host}:{self._port}")
+    await self._server.start()
+    await self._server.wait_for_termination()
+
+
+grpc_server.GRPCServer.start = _grpc_start  # type: ignore[method-assign]
 
 INFER_PATH = "/models/{model_name}/infer"
 _kserve_register_endpoints = rest_server.RESTServer._register_endpoints
@@ -176,7 +242,7 @@ def _starting(self: RESTServerProcess) -> bool:
 RESTServerProcess.is_alive = _is_alive  # type: ignore[method-assign]
 
 
-def model_server(args: argparse.Namespace) -> kserve.ModelServer:
+def model_server(args: argparse.Namespace, role: str) -> kserve.ModelServer:
     """Built before the model loads: its constructor configures the logging the load reports
     through. ``--workers`` is KServe's: REST served by that many processes sharing the port."""
     server = kserve.ModelServer(
@@ -196,8 +262,7 @@ def model_server(args: argparse.Namespace) -> kserve.ModelServer:
     )
     # handed to the REST and gRPC servers only in start(), so replacing it here is safe
     server.dataplane = V2DataPlane(model_registry=server.registered_models)
-    set_request_logs(args.request_logs)
-    set_limits(limits_from(args))
+    configure_process(args, role)
     use_event_loop(args.event_loop)
     return server
 

@@ -25,13 +25,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from inference import accept_balance, bad_requests
 from inference import transformer_metrics as metrics
 from inference.chain import Bundle, Chain, Timeouts
+from inference.edge import edge_settings
 from inference.experiments import Experiments
 from inference.exposure_log import ExposureLog
 from inference.model_source import ModelSource
 from inference.predictor import ReloadingRepositoryExtension, recsys_error_handler
 from inference.ranker_client import RankerClient
 from inference.recommend_route import add_recommend_route
-from inference.server import add_limit_flags, limits_from, model_server, set_limits, set_request_logs
+from inference.server import add_limit_flags, configure_process, model_server, set_request_logs
 from inference.shadow import ShadowMirror
 from inference.transformer import RecommenderModel
 from recsys.errors import ConfigError, RecsysError
@@ -176,7 +177,14 @@ def _rankers(args: argparse.Namespace) -> dict[str, RankerClient]:
             raise ConfigError(f"--predictor_hosts: {entry!r} is not alias=host:port")
         hosts[alias] = host
     timeout = args.predictor_timeout_ms / 1000
-    return {alias: _client(alias, host, args.model_name, timeout) for alias, host in hosts.items()}
+    key = _predictor_key(args)
+    return {alias: _client(alias, host, args.model_name, timeout, key) for alias, host in hosts.items()}
+
+
+def _predictor_key(args: argparse.Namespace) -> str | None:
+    """RECSYS_AUTH_PREDICTOR_KEY: what this transformer shows its predictors' edge."""
+    key = edge_settings(args).predictor_key
+    return key.get_secret_value() if key is not None else None
 
 
 def _breaker(target: str, failure_threshold: int) -> CircuitBreaker:
@@ -185,11 +193,11 @@ def _breaker(target: str, failure_threshold: int) -> CircuitBreaker:
     return CircuitBreaker(target, failure_threshold, reset_timeout_s=2.0, on_change=metrics.track_breaker)
 
 
-def _client(target: str, host: str, model_name: str, timeout: float) -> RankerClient:
+def _client(target: str, host: str, model_name: str, timeout: float, key: str | None) -> RankerClient:
     flags = {"champion": "--predictor_host", "shadow": "--shadow_predictor_host"}
     flag = flags.get(target, "--predictor_hosts")
     try:
-        return RankerClient(host, model_name, timeout, _breaker(target, failure_threshold=5))
+        return RankerClient(host, model_name, timeout, _breaker(target, failure_threshold=5), key)
     except ValueError as e:
         raise ConfigError(f"{flag}: {e}") from e
 
@@ -250,7 +258,7 @@ def build_model(args: argparse.Namespace, *, worker: bool = False) -> Recommende
     shadow = None
     if args.shadow_predictor_host:
         timeout = args.predictor_timeout_ms / 1000
-        client = _client("shadow", args.shadow_predictor_host, args.model_name, timeout)
+        client = _client("shadow", args.shadow_predictor_host, args.model_name, timeout, _predictor_key(args))
         shadow = ShadowMirror(client, args.shadow_sample_rate, args.shadow_max_in_flight)
     chain = Chain(
         Bundle(bundle_dir),
@@ -286,8 +294,7 @@ def install_routes(app: FastAPI, model: RecommenderModel) -> None:
 def worker_model(args: argparse.Namespace) -> RecommenderModel:
     """Runs in each worker process while KServe unpickles its server there: this process's own
     model, its routes on the worker's app, and a /metrics that adds up all the workers."""
-    set_request_logs(args.request_logs)  # before KServe builds this worker's app and middleware
-    set_limits(limits_from(args))
+    configure_process(args, "transformer")  # before KServe builds this worker's app and middleware
     if args.balanced_accept == "on":
         accept_balance.install(metrics.track_worker_connections)  # before uvicorn makes its loop
     model = build_model(args, worker=True)
@@ -311,7 +318,7 @@ def build(args: argparse.Namespace) -> tuple[RecommenderModel, kserve.ModelServe
     (each builds its own model: ``worker_model``; a repository load reloads the worker that
     receives it); gRPC stays in this process, with the model built here."""
     check_args(args)
-    server = model_server(args)
+    server = model_server(args, "transformer")
     model = build_model(args)
     server.model_repository_extension = ReloadingRepositoryExtension(server.registered_models, [model])
     install_routes(kserve.model_server.app, model)
