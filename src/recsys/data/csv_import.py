@@ -179,7 +179,10 @@ def _timestamps(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
             pd.to_datetime(text[~aware], format="ISO8601", utc=True, errors="coerce"),
         ]
     ).reindex(raw.index)
-    unix = pd.to_datetime(seconds.where(~too_big), unit="s", utc=True)
+    # only the numeric cells: pandas casts NaN cells to int64 under errstate(over="raise"), which
+    # raised FloatingPointError now and then on a column of ISO strings (seen 2026-12-04)
+    numeric = seconds.notna() & ~too_big
+    unix = pd.to_datetime(seconds[numeric], unit="s", utc=True).reindex(raw.index)
     parsed = iso.fillna(unix).dt.tz_localize(None)
     return parsed, too_big
 
