@@ -74,6 +74,8 @@ MODEL_OF_KIND = {
     ("v1", "Service"): kubernetes.client.models.V1Service,
     ("v1", "ConfigMap"): kubernetes.client.models.V1ConfigMap,
     ("batch/v1", "Job"): kubernetes.client.models.V1Job,
+    ("v1", "Secret"): kubernetes.client.models.V1Secret,
+    ("networking.k8s.io/v1", "NetworkPolicy"): kubernetes.client.models.V1NetworkPolicy,
 }
 _LIST = re.compile(r"^list\[(.+)\]$")
 _DICT = re.compile(r"^dict\(([^,]+), (.+)\)$")

@@ -32,6 +32,16 @@ def env_of(component: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container(component).get("env", [])}
 
 
+def secret_env_of(component: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Variables read from a Secret: name -> (secret, key)."""
+    out = {}
+    for e in container(component).get("env", []):
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            out[e["name"]] = (ref["name"], ref["key"])
+    return out
+
+
 def test_lint_strict() -> None:
     out = helm("lint", "--strict", str(CHART), check=False)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -69,7 +79,12 @@ def test_default_is_one_inference_service_with_transformer_and_predictor() -> No
     predictor, transformer = args_of(spec["predictor"]), args_of(spec["transformer"])
     assert predictor["model_uri"] == "models:/recsys-ranker@champion"
     assert predictor["model_name"] == transformer["model_name"] == "recsys"
-    assert transformer["store_url"] == "redis://recsys-redis:6379/0"
+    assert "store_url" not in transformer  # RECSYS_ONLINE_STORE, from the Secret (it holds a password)
+    assert secret_env_of(spec["transformer"])["RECSYS_ONLINE_STORE"] == (
+        "recsys-credentials",
+        "online-store-url",
+    )
+    assert transformer["bind_host"] == predictor["bind_host"] == "0.0.0.0"  # the servers default to loopback
     # KServe adds --predictor_host itself (the service's own predictor): the chart must not pin it
     assert "predictor_host" not in transformer and "shadow_predictor_host" not in transformer
     assert env_of(spec["transformer"])["MLFLOW_TRACKING_URI"].startswith("http://mlflow.")
@@ -264,3 +279,166 @@ def test_rendered_manifests_are_in_sync_with_the_chart(name: str) -> None:
     committed = (MANIFESTS / name).read_text()
     values = MANIFESTS / "values" / name
     assert committed == render(values=values if values.exists() else None), "run scripts/render_manifests.sh"
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pod the chart makes: ISVC components (KServe builds their pods from these fields) and
+    the pod templates of Deployments and Jobs."""
+    pods = {}
+    for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] == "InferenceService":
+            spec = doc["spec"]
+            for part in ("predictor", "transformer"):
+                if part in spec:
+                    pods[f"{name}/{part}"] = spec[part]
+            for n, canary in enumerate(spec.get("canary", [])):
+                pods[f"{name}/canary{n}"] = canary["predictor"]
+        elif doc["kind"] in ("Deployment", "Job"):
+            pods[name] = doc["spec"]["template"]["spec"]
+    return pods
+
+
+EVERYTHING = ["canary.enabled=true", "shadow.enabled=true", "mlflow.enabled=true",
+              "pipeline.schedule.enabled=true", "auth.jwt.algorithm=HS256",
+              "mlflow.backendStoreUriFromSecret=true"]  # fmt: skip
+
+
+def test_every_pod_runs_as_non_root_on_a_read_only_root_filesystem() -> None:
+    pods = pod_specs(objects(render(*EVERYTHING)))
+    assert len(pods) >= 7
+    for name, pod in pods.items():
+        security = pod["securityContext"]
+        assert security["runAsNonRoot"] is True and security["runAsUser"] > 0, name
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for c in pod["containers"]:
+            cs = c["securityContext"]
+            assert cs["readOnlyRootFilesystem"] is True and cs["allowPrivilegeEscalation"] is False, name
+            assert cs["capabilities"] == {"drop": ["ALL"]}, name
+            volumes = {v["name"] for v in pod.get("volumes", [])}
+            mounts = {m["name"] for m in c.get("volumeMounts", [])}
+            assert mounts <= volumes, (name, mounts - volumes)
+            if c["name"] != "redis":  # Python writes its temporary files to /tmp
+                assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}, name
+
+
+SECRET_VARIABLES = {"RECSYS_AUTH_ADMIN_KEYS", "RECSYS_AUTH_JWT_SECRET", "RECSYS_AUTH_PREDICTOR_KEY",
+                    "REDIS_PASSWORD", "REDISCLI_AUTH", "RECSYS_ONLINE_STORE",
+                    "MLFLOW_BACKEND_STORE_URI"}  # fmt: skip
+
+
+def test_no_secret_is_on_a_command_line_every_one_comes_from_the_secret() -> None:
+    docs = objects(render(*EVERYTHING))
+    for name, pod in pod_specs(docs).items():
+        for c in pod["containers"]:
+            line = " ".join(c.get("command", []) + c.get("args", []))
+            for word in ("redis://", "postgresql://", "mysql://", "api-keys", "_KEY=", "password="):
+                assert word not in line, (name, word, line)
+            plain = {e["name"] for e in c.get("env", []) if "value" in e}
+            assert not plain & SECRET_VARIABLES, (name, plain & SECRET_VARIABLES)
+    isvc = find(docs, "InferenceService", "recsys")["spec"]
+    t, p = secret_env_of(isvc["transformer"]), secret_env_of(isvc["predictor"])
+    assert {k: v[1] for k, v in t.items()} == {
+        "RECSYS_ONLINE_STORE": "online-store-url", "RECSYS_AUTH_PREDICTOR_KEY": "predictor-key",
+        "RECSYS_AUTH_ADMIN_KEYS": "admin-keys", "RECSYS_AUTH_API_KEYS": "api-keys",
+        "RECSYS_AUTH_JWT_SECRET": "jwt-secret"}  # fmt: skip
+    assert {k: v[1] for k, v in p.items()} == {"RECSYS_AUTH_PREDICTOR_KEY": "predictor-key",
+                                               "RECSYS_AUTH_ADMIN_KEYS": "admin-keys",
+                                               "RECSYS_AUTH_JWT_SECRET": "jwt-secret"}  # fmt: skip
+    # the predictor's one client is the transformer, with the key the transformer is given
+    assert env_of(isvc["predictor"])["RECSYS_AUTH_API_KEYS"] == "transformer=$(RECSYS_AUTH_PREDICTOR_KEY)"
+    assert env_of(isvc["transformer"])["RECSYS_AUTH_ENABLED"] == "true"
+    mlflow = pod_specs(docs)["Deployment/recsys-mlflow"]["containers"][0]
+    assert (
+        secret_env_of({"containers": [mlflow]})["MLFLOW_BACKEND_STORE_URI"][1] == "mlflow-backend-store-uri"
+    )
+    job = find(docs, "Job", "recsys-pipeline-schedule")["spec"]["template"]["spec"]["containers"][0]
+    assert "--store-secret=recsys-credentials" in job["args"]  # the steps read it, no run parameter
+    assert "RECSYS_ONLINE_STORE" not in {e["name"] for e in job["env"]}
+    redis = find(docs, "Deployment", "recsys-redis")["spec"]["template"]["spec"]["containers"][0]
+    password = ("recsys-credentials", "redis-password")
+    assert secret_env_of({"containers": [redis]}) == {"REDIS_PASSWORD": password, "REDISCLI_AUTH": password}
+
+
+def test_the_servers_take_their_secrets_from_the_variables_the_chart_sets(tmp_path: Path) -> None:
+    """The chart's variables, filled as Kubernetes would from a Secret, are what the servers'
+    edge and settings read: the predictor accepts the transformer's key."""
+    from inference.auth import Authenticator, load_auth_settings
+
+    isvc = find(objects(render("auth.jwt.algorithm=HS256")), "InferenceService", "recsys")["spec"]
+    secret = {"predictor-key": "p" * 24, "admin-keys": "ops=" + "a" * 24, "api-keys": "shop=" + "s" * 24,
+              "jwt-secret": "j" * 40, "online-store-url": "redis://:pw@recsys-redis:6379/0"}  # fmt: skip
+    for part in ("transformer", "predictor"):
+        env = {}
+        for e in container(isvc[part])["env"]:
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            value = secret[ref["key"]] if ref else e.get("value", "")
+            env[e["name"]] = value.replace(
+                "$(RECSYS_AUTH_PREDICTOR_KEY)", env.get("RECSYS_AUTH_PREDICTOR_KEY", "")
+            )
+        auth_env = {
+            k.removeprefix("RECSYS_AUTH_").lower(): v for k, v in env.items() if k.startswith("RECSYS_AUTH_")
+        }
+        auth = Authenticator(load_auth_settings(**auth_env))
+        if part == "predictor":
+            assert auth.caller("p" * 24).name == "transformer"
+        else:
+            assert auth.caller("s" * 24).name == "shop" and auth.caller("a" * 24).admin
+
+
+def test_network_policies_let_only_the_transformer_reach_predictors_and_redis() -> None:
+    docs = objects(render("shadow.enabled=true"))
+    predictors = find(docs, "NetworkPolicy", "recsys-predictors")["spec"]
+    assert predictors["podSelector"]["matchLabels"] == {"app.kubernetes.io/instance": "recsys",
+                                                        "recsys.io/role": "predictor"}  # fmt: skip
+    peers = predictors["ingress"][0]["from"]
+    assert peers[0]["podSelector"]["matchLabels"]["recsys.io/role"] == "transformer"
+    assert peers[1]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    # every predictor (the shadow's too) carries the label the policy selects, the transformer its own
+    for name, pod in pod_specs(docs).items():
+        if name.startswith("InferenceService/"):
+            role = "transformer" if name.endswith("/transformer") else "predictor"
+            assert pod["labels"]["recsys.io/role"] == role, name
+    store = find(docs, "NetworkPolicy", "recsys-redis")["spec"]
+    assert store["ingress"][0]["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    assert [p["podSelector"]["matchLabels"] for p in store["ingress"][0]["from"]] == [
+        {"app.kubernetes.io/instance": "recsys", "recsys.io/role": "transformer"},
+        {"pipelines.kubeflow.org/v2_component": "true"}]  # fmt: skip
+    assert not [d for d in objects(render("networkPolicy.enabled=false")) if d["kind"] == "NetworkPolicy"]
+
+
+def test_istio_policies_for_mesh_users() -> None:
+    docs = objects(render("auth.istio.enabled=true", "auth.istio.issuer=https://id.example",
+                          "auth.istio.jwksUri=https://id.example/jwks.json"))  # fmt: skip
+    request_auth = find(docs, "RequestAuthentication", "recsys-transformer")["spec"]
+    assert request_auth["jwtRules"][0]["issuer"] == "https://id.example"
+    policy = find(docs, "AuthorizationPolicy", "recsys-transformer")["spec"]
+    assert policy["rules"][0]["from"][0]["source"]["requestPrincipals"] == ["*"]
+    assert "/v2/health/ready" in policy["rules"][1]["to"][0]["operation"]["paths"]
+    out = helm("template", "recsys", str(CHART), "--set", "auth.istio.enabled=true", check=False)
+    assert out.returncode != 0 and "auth.istio.issuer: required" in out.stderr
+
+
+def test_generated_credentials_hold_a_store_url_with_the_redis_password() -> None:
+    import base64
+
+    docs = objects(render("credentials.generate=true"))
+    data = {
+        k: base64.b64decode(v).decode() for k, v in find(docs, "Secret", "recsys-credentials")["data"].items()
+    }
+    assert data["online-store-url"] == f"redis://:{data['redis-password']}@recsys-redis:6379/0"
+    assert data["api-keys"].startswith("app=") and len(data["predictor-key"]) == 32
+    assert not [d for d in objects(render()) if d["kind"] == "Secret"]  # never in rendered manifests
+
+
+def test_redis_persistence_is_an_append_only_file_on_a_pvc() -> None:
+    docs = objects(
+        render("redis.persistence.enabled=true", "redis.persistence.persistentVolumeClaim=redis-data")
+    )
+    pod = find(docs, "Deployment", "recsys-redis")["spec"]["template"]["spec"]
+    assert "--appendonly yes" in pod["containers"][0]["args"][0]
+    assert {v["name"]: v for v in pod["volumes"]}["data"]["persistentVolumeClaim"][
+        "claimName"
+    ] == "redis-data"
+    default = find(objects(render()), "Deployment", "recsys-redis")["spec"]["template"]["spec"]
+    assert "--appendonly no" in default["containers"][0]["args"][0]

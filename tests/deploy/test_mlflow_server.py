@@ -8,6 +8,7 @@ the predictor will send (their MLFLOW_TRACKING_URI), and a foreign Host is refus
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -56,7 +57,12 @@ def server(docs: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory)
         args.append({"--port=5000": f"--port={port}", "--host=0.0.0.0": "--host=127.0.0.1"}.get(arg, arg))
     mlflow = Path(sys.executable).with_name("mlflow")
     log = (volume / "server.log").open("wb")
-    proc = subprocess.Popen([str(mlflow), "server", *args], stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        e["name"]: e["value"].replace("sqlite:////mlflow", f"sqlite:///{volume}") for e in container["env"]
+    }
+    assert env["MLFLOW_BACKEND_STORE_URI"] == f"sqlite:///{volume}/mlflow.db"  # not an argument
+    proc = subprocess.Popen([str(mlflow), "server", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env})  # fmt: skip
     try:
         deadline = time.monotonic() + 90
         while call(port, "localhost", "/health")[0] != 200:
@@ -73,7 +79,7 @@ def server(docs: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory)
 def test_both_servers_point_at_the_releases_mlflow(docs: list[dict[str, Any]]) -> None:
     spec = find(docs, "InferenceService", "recsys")["spec"]
     for component in (spec["predictor"], spec["transformer"]):
-        env = {e["name"]: e["value"] for e in component["containers"][0]["env"]}
+        env = {e["name"]: e.get("value") for e in component["containers"][0]["env"]}
         assert env["MLFLOW_TRACKING_URI"] == "http://recsys-mlflow.recsys.svc.cluster.local:5000"
     find(docs, "Service", "recsys-mlflow")
 
@@ -82,7 +88,7 @@ def test_the_registry_answers_the_servers_host_and_refuses_others(
     docs: list[dict[str, Any]], server: int
 ) -> None:
     spec = find(docs, "InferenceService", "recsys")["spec"]
-    env = {e["name"]: e["value"] for e in spec["transformer"]["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in spec["transformer"]["containers"][0]["env"]}
     host = urlsplit(env["MLFLOW_TRACKING_URI"]).netloc  # what the servers' MLflow client sends
     status, body = call(server, host, "/api/2.0/mlflow/registered-models/create", {"name": "recsys-ranker"})
     assert status == 200 and body["registered_model"]["name"] == "recsys-ranker"

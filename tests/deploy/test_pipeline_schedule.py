@@ -108,11 +108,17 @@ def test_the_charts_hook_job_schedules_the_pipeline(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         (run,) = kfp.recurring_runs.values()
     params = run["runtime_config"]["parameters"]
-    # the steps are told the release's store, registry and Pushgateway through the run's parameters
-    assert params["store_url"] == "redis://recsys-redis:6379/0"
+    # the steps are told the release's registry and Pushgateway through the run's parameters; the
+    # store's URL holds Redis's password: it comes from the Secret, never a parameter (KFP shows those)
+    assert params["store_url"] == ""
     assert params["mlflow_tracking_uri"] == "http://recsys-mlflow.recsys.svc.cluster.local:5000"
     assert params["pushgateway_url"] == "http://pushgateway.monitoring:9091"
     assert params["model_name"] == "recsys-ranker"
     image = next(iter(run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"].values()))
     assert image["container"]["image"] == "ghcr.io/recsys-project/recsys-python:0.1.0"
-    assert all(e["secretAsEnv"][0]["secretName"] == "shop-db" for e in executors(run).values())
+    for executor in executors(run).values():
+        by_secret = {e["secretName"]: e["keyToEnv"] for e in executor["secretAsEnv"]}
+        assert by_secret["shop-db"] == [{"secretKey": "url", "envVar": "RECSYS_SOURCE_DB"}]
+        assert by_secret["recsys-credentials"] == [
+            {"secretKey": "online-store-url", "envVar": "RECSYS_ONLINE_STORE"}
+        ]

@@ -15,14 +15,87 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
 
-{{- define "recsys.storeUrl" -}}
+{{/* The Secret every credential comes from, as environment (never a command line). */}}
+{{- define "recsys.secretName" -}}
+{{- default (printf "%s-credentials" (include "recsys.name" .)) .Values.credentials.secretName -}}
+{{- end -}}
+
+{{- define "recsys.secretEnv" -}}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef: {name: {{ include "recsys.secretName" .root }}, key: {{ .key }}}
+{{- end -}}
+
+{{/* RECSYS_ONLINE_STORE: a plain onlineStore.url, else the Secret's online-store-url (it holds
+the chart's Redis's password). */}}
+{{- define "recsys.storeEnv" -}}
 {{- if .Values.onlineStore.url -}}
-{{ .Values.onlineStore.url }}
+- name: RECSYS_ONLINE_STORE
+  value: {{ .Values.onlineStore.url | quote }}
 {{- else if .Values.redis.enabled -}}
-redis://{{ include "recsys.name" . }}-redis:6379/0
+{{ include "recsys.secretEnv" (dict "root" . "env" "RECSYS_ONLINE_STORE" "key" "online-store-url") }}
 {{- else -}}
 {{ fail "onlineStore.url: required when redis.enabled is false" }}
 {{- end -}}
+{{- end -}}
+
+{{/* The edge of both servers (inference/auth.py): RECSYS_AUTH_*. Argument: dict root, role. */}}
+{{- define "recsys.authEnv" -}}
+{{- $root := .root -}}
+{{- $v := .root.Values -}}
+{{- $a := $v.auth -}}
+- name: RECSYS_AUTH_ENABLED
+  value: {{ $a.enabled | quote }}
+{{- if $a.enabled }}
+{{ include "recsys.secretEnv" (dict "root" .root "env" "RECSYS_AUTH_PREDICTOR_KEY" "key" "predictor-key") }}
+{{ include "recsys.secretEnv" (dict "root" .root "env" "RECSYS_AUTH_ADMIN_KEYS" "key" "admin-keys") }}
+{{- if eq .role "transformer" }}
+{{ include "recsys.secretEnv" (dict "root" .root "env" "RECSYS_AUTH_API_KEYS" "key" "api-keys") }}
+{{- else }}
+# a predictor's only client: the transformer, with the key it is given above
+- name: RECSYS_AUTH_API_KEYS
+  value: transformer=$(RECSYS_AUTH_PREDICTOR_KEY)
+{{- end }}
+{{- with $a.jwt.algorithm }}
+- name: RECSYS_AUTH_JWT_ALGORITHM
+  value: {{ . | quote }}
+{{- if eq . "HS256" }}
+{{ include "recsys.secretEnv" (dict "root" $root "env" "RECSYS_AUTH_JWT_SECRET" "key" "jwt-secret") }}
+{{- else }}
+- name: RECSYS_AUTH_JWKS_FILE
+  value: /etc/recsys/jwks/jwks.json
+{{- end }}
+{{- end }}
+{{- with $a.jwt.audience }}
+- name: RECSYS_AUTH_JWT_AUDIENCE
+  value: {{ . | quote }}
+{{- end }}
+{{- with $a.jwt.issuer }}
+- name: RECSYS_AUTH_JWT_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+- name: RECSYS_AUTH_ADMIN_SCOPE
+  value: {{ $a.jwt.adminScope | quote }}
+{{- end }}
+- name: RECSYS_AUTH_RATE_LIMIT_PER_S
+  value: {{ $a.rateLimit.perSecond | quote }}
+- name: RECSYS_AUTH_RATE_LIMIT_BURST
+  value: {{ $a.rateLimit.burst | quote }}
+{{- end -}}
+
+{{/* Pod and container security: a numeric non-root user, nothing written outside volumes. */}}
+{{- define "recsys.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- define "recsys.containerSecurity" -}}
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL]}
 {{- end -}}
 
 {{/* The MLflow tracking server: the release's own when mlflow.enabled. */}}
@@ -54,8 +127,11 @@ A predictor container serving one bundle. Arguments: a dict with "root" (the cha
   image: {{ include "recsys.image" .root }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
   command: ["python", "-m", "inference.predictor_main"]
+  securityContext:
+    {{- include "recsys.containerSecurity" .root | nindent 4 }}
   args:
     - --model_name={{ include "recsys.name" .root }}
+    - --bind_host=0.0.0.0
     - --http_port=8080
     - --grpc_port=8081
     {{- if .storageUri }}
@@ -72,6 +148,7 @@ A predictor container serving one bundle. Arguments: a dict with "root" (the cha
     {{- end }}
   env:
     {{- include "recsys.env" .root | nindent 4 }}
+    {{- include "recsys.authEnv" (dict "root" .root "role" "predictor") | nindent 4 }}
     {{- if .storageUri }}
     - name: STORAGE_URI
       value: {{ .storageUri | quote }}
@@ -90,6 +167,10 @@ A predictor container serving one bundle. Arguments: a dict with "root" (the cha
     {{- toYaml $v.predictor.resources | nindent 4 }}
   volumeMounts:
     - {name: work, mountPath: /var/lib/recsys}
+    - {name: tmp, mountPath: /tmp}
+    {{- if eq $v.auth.jwt.algorithm "RS256" }}
+    - {name: jwks, mountPath: /etc/recsys/jwks, readOnly: true}
+    {{- end }}
 {{- end -}}
 
 {{/* The predictor component (spec.predictor or a canary's predictor). Same arguments. */}}
@@ -97,6 +178,12 @@ A predictor container serving one bundle. Arguments: a dict with "root" (the cha
 {{- $v := .root.Values -}}
 minReplicas: {{ $v.predictor.minReplicas }}
 maxReplicas: {{ $v.predictor.maxReplicas }}
+# the NetworkPolicies select serving pods by these
+labels:
+  app.kubernetes.io/instance: {{ .root.Release.Name }}
+  recsys.io/role: predictor
+securityContext:
+  {{- include "recsys.podSecurity" .root | nindent 2 }}
 {{- with $v.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -106,4 +193,15 @@ containers:
 volumes:
   - name: work
     emptyDir: {}
+  - name: tmp
+    emptyDir: {}
+  {{- include "recsys.jwksVolume" .root | nindent 2 }}
+{{- end -}}
+
+{{- define "recsys.jwksVolume" -}}
+{{- if eq .Values.auth.jwt.algorithm "RS256" }}
+- name: jwks
+  configMap:
+    name: {{ required "auth.jwt.jwksConfigMap: required for RS256 (a ConfigMap with key jwks.json)" .Values.auth.jwt.jwksConfigMap }}
+{{- end }}
 {{- end -}}

@@ -131,6 +131,12 @@ def schedule_cmd(
     source_db_secret: Annotated[
         str, typer.Option("--source-db-secret", help="Secret whose key `url` becomes RECSYS_SOURCE_DB.")
     ] = "",
+    store_secret: Annotated[
+        str,
+        typer.Option(
+            "--store-secret", help="Secret whose key `online-store-url` becomes RECSYS_ONLINE_STORE."
+        ),
+    ] = "",
     namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user mode).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -146,7 +152,9 @@ def schedule_cmd(
         name=name,
         cron=cron,
         experiment=experiment,
-        cluster=ClusterConfig(data_pvc=data_pvc, source_db_secret=source_db_secret),
+        cluster=ClusterConfig(
+            data_pvc=data_pvc, source_db_secret=source_db_secret, store_secret=store_secret
+        ),
         namespace=namespace,
     )
     if as_json:
