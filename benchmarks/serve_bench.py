@@ -16,6 +16,10 @@
    moved by 40 % (BENCHMARKS.md), so compare runs made back to back, not across hours.
 
     .venv/bin/python benchmarks/serve_bench.py --data-dir /tmp/serve-bench --json /tmp/serve.json
+
+With ``--against-plain --auth both --rounds 2``: each round loads the plain KServe pair
+(benchmarks/plain_pair.py), then ours with the edge off, then with API keys on, and reports the
+ratios of RPS measured in that round (the machine's speed drifts between rounds).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ for line in io.lines("%(bodies)s") do n = n + 1; bodies[n] = line end
 local counter = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+%(headers)s
 request = function()
   counter = counter %% n + 1
   return wrk.format(nil, "/v2/models/recsys/infer", nil, bodies[counter])
@@ -203,7 +208,26 @@ def stage_means(before: str, after: str) -> dict[str, float]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+BENCH_KEY, PREDICTOR_KEY = "bench-client-key-0123456789", "bench-predictor-key-0123456789"
+AUTH_ENV = {
+    "RECSYS_AUTH_ENABLED": "true",
+    "RECSYS_AUTH_API_KEYS": f"bench={BENCH_KEY},transformer={PREDICTOR_KEY}",
+    "RECSYS_AUTH_PREDICTOR_KEY": PREDICTOR_KEY,
+    "RECSYS_AUTH_AUDIT_LOG": "",
+}
+
+
+def wrk_script(work: Path, auth: bool) -> Path:
+    """The Lua script cycling through ``bodies.jsonl``; with ``auth`` it sends the bench's key."""
+    headers = f'wrk.headers["X-API-Key"] = "{BENCH_KEY}"' if auth else ""
+    path = work / f"mix-{'auth' if auth else 'open'}.lua"
+    path.write_text(LUA % {"bodies": work / "bodies.jsonl", "headers": headers})
+    return path
+
+
+def run(args: argparse.Namespace, auth: bool = False) -> dict[str, Any]:
+    """Ours: ``recsys serve`` loaded by wrk; ``auth``: the servers' edge on (API keys, the
+    transformer showing its own key to the predictor), the client sending its key."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -212,11 +236,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "RECSYS_RANKING__N_ESTIMATORS": str(args.trees),
            "RECSYS_RANKING__EARLY_STOPPING_ROUNDS": "0"}  # fmt: skip
     prepare(args, env)
+    if auth:
+        env.update(AUTH_ENV)
     bundle = Path(json.loads((args.data_dir / "bundles" / "LATEST.json").read_text())["path"])
     ranker = json.loads((bundle / "ranker" / "ranker.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     mix = request_mix(args, work / "bodies.jsonl")
-    (work / "mix.lua").write_text(LUA % {"bodies": work / "bodies.jsonl"})
+    script = wrk_script(work, auth)
     serve = subprocess.Popen(
         [*RECSYS, "serve", "--poll-seconds", "0", "--store", args.store, "--http-port", str(args.port),
          "--grpc-port", str(args.port + 1), "--predictor-http-port", str(args.port + 2),
@@ -234,7 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"recsys serve exited with {serve.wait()}")
         target = f"http://{url}"
         # warm-up: first requests pay lazy imports and connection set-up
-        subprocess.run([wrk, "-t1", "-c2", "-d5s", "-s", str(work / "mix.lua"), target], capture_output=True)
+        subprocess.run([wrk, "-t1", "-c2", "-d5s", "-s", str(script), target], capture_output=True)
         procs = pids(serve.pid, args.store)
         before_metrics = metrics_text(url)
         before_cpu = {name: sum(map(cpu_seconds, group)) for name, group in procs.items()}
@@ -244,7 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(
             [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s",
-             "-s", str(work / "mix.lua"), target],  # fmt: skip
+             "-s", str(script), target],  # fmt: skip
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -306,7 +332,61 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "candidates": 300,
         "bundle": bundle.name,
+        "auth": auth,
     }
+
+
+def run_plain(args: argparse.Namespace) -> dict[str, Any]:
+    """The plain KServe pair (benchmarks/plain_pair.py), loaded by the same wrk run."""
+    wrk = shutil.which("wrk") or "wrk"
+    work = Path(tempfile.mkdtemp(prefix="plain-bench-"))
+    request_mix(args, work / "bodies.jsonl")
+    script = wrk_script(work, auth=False)
+    port = args.port + 10
+    pair = str(REPO / "benchmarks" / "plain_pair.py")
+    logs = [(work / f"{role}.log").open("wb") for role in ("predictor", "transformer")]
+    roles = {
+        "predictor": ["--http_port", str(port + 2), "--grpc_port", str(port + 3)],
+        "transformer": ["--http_port", str(port), "--grpc_port", str(port + 1),
+                        "--predictor_host", f"127.0.0.1:{port + 3}", "--predictor_protocol", "grpc-v2"],
+    }  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, pair, role, "--model_name", "recsys", *flags],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for (role, flags), log in zip(roles.items(), logs, strict=True)
+    ]
+    target = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        for p in (port + 2, port):
+            while True:
+                try:
+                    if (
+                        urllib.request.urlopen(f"http://127.0.0.1:{p}/v2/health/ready", timeout=1).status
+                        == 200
+                    ):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or any(proc.poll() is not None for proc in procs):
+                    raise SystemExit(f"the plain pair did not start; see {work}")
+                time.sleep(0.3)
+        subprocess.run([wrk, "-t1", "-c2", "-d5s", "-s", str(script), target], capture_output=True)
+        out = subprocess.run(
+            [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s",
+             "-s", str(script), target], capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+    errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return {"rps": round(result["requests"] / (result["duration_us"] / 1e6), 1),
+            "p95_ms": result["p95_us"] / 1000, "errors": errors}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,8 +406,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix-size", type=int, default=5000)
     parser.add_argument("--port", type=int, default=18080, help="transformer port; +1..+3 for the others")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument(
+        "--auth",
+        choices=("off", "on", "both"),
+        default="off",
+        help="the servers' edge: API keys on (the client sends one), off, or both in turn",
+    )
+    parser.add_argument(
+        "--against-plain",
+        action="store_true",
+        help="also load the plain KServe pair (benchmarks/plain_pair.py) before ours, each round",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of plain, ours (off), ours (on)")
     args = parser.parse_args(argv)
-    result = run(args)
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.auth]
+    rounds = []
+    for n in range(args.rounds):
+        round_: dict[str, Any] = {}
+        if args.against_plain:
+            round_["plain"] = run_plain(args)
+        for auth in modes:
+            round_["auth_on" if auth else "auth_off"] = run(args, auth)
+        for name in ("auth_off", "auth_on"):
+            if "plain" in round_ and name in round_:
+                round_[f"ratio_{name}"] = round(round_[name]["rps"] / round_["plain"]["rps"], 2)
+        print(f"round {n + 1}: " + ", ".join(
+            f"{k} {v['rps']} RPS p95 {v['p95_ms']:.1f} ms errors {v['errors']}" if isinstance(v, dict)
+            else f"{k} {v}x" for k, v in round_.items()))  # fmt: skip
+        rounds.append(round_)
+    result: dict[str, Any] = rounds[0][f"auth_{args.auth}"] if len(rounds) == 1 and len(modes) == 1 and (
+        not args.against_plain) else {"rounds": rounds}  # fmt: skip
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from kserve.protocol.rest.server import RESTServer
 from timing_asgi import TimingMiddleware
 
+from inference.edge import EdgeGuard
 from inference.fast_infer import InferFastPath
 from inference.limits import RequestLimits
 from inference.server import set_request_logs
@@ -25,10 +26,15 @@ def middlewares(request_logs: bool) -> list[type]:
 
 def test_timing_middleware_only_with_request_logs() -> None:
     try:
-        # the request limits are always the outermost (inference/limits.py)
-        assert middlewares(False) == [RequestLimits, InferFastPath]
+        # the edge, then the request limits, are always the outermost (inference/edge.py, limits.py)
+        assert middlewares(False) == [EdgeGuard, RequestLimits, InferFastPath]
         assert not logging.getLogger("kserve.trace").isEnabledFor(logging.INFO)
-        assert middlewares(True) == [RequestLimits, TimingMiddleware, InferFastPath]  # outermost first
+        assert middlewares(True) == [
+            EdgeGuard,
+            RequestLimits,
+            TimingMiddleware,
+            InferFastPath,
+        ]  # outermost first
         assert logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
     finally:
         set_request_logs(True)  # KServe's own default for whatever runs next in this process
