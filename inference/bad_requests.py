@@ -8,6 +8,10 @@ them:
 - an unknown model name: KServe answers ``ModelNotFound`` with a 404. On ``.../infer`` that is
   the caller's bad input, so it becomes a 400 naming ``model_name`` and the served models.
   Other routes (``/ready``, repository ``/load``) keep KServe's 404: not found is what they mean.
+- a model version (``/v2/models/{name}/versions/{version}/...``, or ``model_version``): KServe
+  raises NotImplementedError, answered 501. Our servers serve one version per model name, so a
+  version is a parameter they do not take: 400 saying so (found by the fuzz test; a 5xx tells a
+  client to retry what can never work).
 
 KServe registers its exception handlers when each server process builds its app (after our
 code ran), so ours are added right after KServe's, through ``RESTServer._add_exception_handlers``
@@ -63,8 +67,17 @@ async def unknown_model(request: Request, exc: Exception) -> Response:
     )
 
 
+async def unsupported(request: Request, exc: Exception) -> Response:
+    _count(request)
+    return JSONResponse(
+        status_code=HTTPStatus.BAD_REQUEST,
+        content={"error": f"{exc}: these servers serve one version per model; omit the version"},
+    )
+
+
 def _add_exception_handlers(self: rest_server.RESTServer, app: FastAPI) -> None:
     _kserve_add_exception_handlers(self, app)
     app.state.recsys_registry = self.dataplane.model_registry
     app.add_exception_handler(InvalidInput, invalid_body)
     app.add_exception_handler(ModelNotFound, unknown_model)
+    app.add_exception_handler(NotImplementedError, unsupported)

@@ -102,7 +102,7 @@ def _tensor(spec: Any, n: int, names: set[str]) -> None:
         _fail(f"{where}: given twice (input names must be unique)")
     names.add(name)
     datatype = spec.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         _fail(f"{where}: datatype {datatype!r:.40} is not one of {', '.join(DATATYPES)}")
     count = math.prod(_shape(spec.get("shape"), where))
     _object(spec.get("parameters"), f"{where}: parameters")
@@ -163,7 +163,7 @@ def check_request(request: InferRequest) -> None:
         if tensor.name in names:
             _fail(f"{where}: given twice (input names must be unique)")
         names.add(tensor.name)
-        if tensor.datatype not in DATATYPES:
+        if not isinstance(tensor.datatype, str) or tensor.datatype not in DATATYPES:
             _fail(f"{where}: datatype {tensor.datatype!r:.40} is not one of {', '.join(DATATYPES)}")
         count = math.prod(_shape(list(tensor.shape), where))
         raw = getattr(tensor, "_raw_data", None)  # a binary part (REST) or raw contents (gRPC)

@@ -144,28 +144,34 @@ def test_every_openapi_operation_never_gets_a_5xx_or_a_hang(servers: dict[str, s
         operations = [r.ok() for r in schema.get_all_operations()]
         assert any(op.path.endswith("/infer") for op in operations), f"{name}: no infer in its OpenAPI"
         for operation in operations:
-            if "/repository/" in operation.path:
-                continue
-
-            @settings(max_examples=max(5, FUZZ_EXAMPLES // 10), deadline=None, database=None,
-                      derandomize=True, suppress_health_check=list(HealthCheck))  # fmt: skip
-            @given(case=operation.as_strategy())
-            def fuzz(case: Any, operation: Any = operation, url: str = url, name: str = name) -> None:
-                nonlocal calls
-                try:
-                    response = case.call(base_url=f"http://{url}", timeout=TIMEOUT_S)
-                except Exception as e:  # noqa: BLE001 - a hang or a dropped connection is a finding
-                    failures.append(f"{name} {operation.method.upper()} {operation.path}: {e!r}")
-                    return
-                calls += 1
-                if response.status_code >= 500:
-                    failures.append(f"{name} {operation.method.upper()} {case.formatted_path}: "
-                                    f"{response.status_code} {response.text[:200]}")  # fmt: skip
-
-            fuzz()
+            if "/repository/" not in operation.path:
+                calls += fuzz_operation(name, url, operation, failures)
     assert not failures, "\n".join(failures[:20])
     assert calls > 50
     assert_still_serving(servers)
+
+
+def fuzz_operation(name: str, url: str, operation: Any, failures: list[str]) -> int:
+    """Calls of one operation by schemathesis' cases; 5xx answers and errors go to ``failures``."""
+    calls = 0
+
+    @settings(max_examples=max(5, FUZZ_EXAMPLES // 10), deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(case=operation.as_strategy())
+    def fuzz(case: Any) -> None:
+        nonlocal calls
+        try:
+            response = case.call(base_url=f"http://{url}", timeout=TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001 - a hang or a dropped connection is a finding
+            failures.append(f"{name} {operation.method.upper()} {operation.path}: {e!r}")
+            return
+        calls += 1
+        if response.status_code >= 500:
+            failures.append(f"{name} {operation.method.upper()} {case.formatted_path}: "
+                            f"{response.status_code} {response.text[:200]}")  # fmt: skip
+
+    fuzz()
+    return calls
 
 
 def assert_still_serving(servers: dict[str, str]) -> None:
@@ -178,3 +184,21 @@ def assert_still_serving(servers: dict[str, str]) -> None:
         answer = json.loads(resp.read())
     level = next(o for o in answer["outputs"] if o["name"] == "degrade_level")["data"][0]
     assert level == 0, answer  # the predictor still scores
+
+
+def test_what_the_fuzzing_found_is_a_400_naming_the_problem(servers: dict[str, str]) -> None:
+    """Regressions of the findings: a datatype that is not a string was a 500 (unhashable), a
+    model version a 501 (KServe's NotImplementedError)."""
+    body = json.dumps(
+        {"inputs": [{"name": "user_id", "datatype": [], "shape": [1], "data": ["u1"]}]}
+    ).encode()
+    for url in servers.values():
+        req = urllib.request.Request(f"http://{url}/v2/models/{MODEL}/infer", data=body,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=TIMEOUT_S)
+        assert e.value.code == 400 and "datatype [] is not one of" in e.value.read().decode()
+        for path in (f"/v2/models/{MODEL}/versions/7", f"/v2/models/{MODEL}/versions/7/ready"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(f"http://{url}{path}", timeout=TIMEOUT_S)
+            assert e.value.code == 400 and "omit the version" in e.value.read().decode(), path
