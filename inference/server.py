@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -29,17 +28,10 @@ from prometheus_client import multiprocess
 
 from inference import connection_limits, edge
 from inference.dataplane import V2DataPlane
-from inference.edge import EdgeGuard, EdgeInterceptor, add_edge_flags, edge_settings
+from inference.edge import EdgeGuard, EdgeInterceptor
 from inference.fast_infer import InferFastPath
-from inference.limits import (
-    DEFAULT_BODY_TIMEOUT_S,
-    DEFAULT_HEADER_TIMEOUT_S,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_REQUEST_BYTES,
-    Limits,
-    RequestLimits,
-)
-from recsys.errors import ConfigError
+from inference.limits import Limits, RequestLimits
+from inference.settings import ServerSettings
 
 PER_REQUEST_LOGGERS = ("uvicorn.access", "kserve.trace")
 
@@ -66,56 +58,13 @@ def set_limits(limits: Limits) -> None:
     connection_limits.install()
 
 
-def add_limit_flags(parser: argparse.ArgumentParser, env: Callable[[str, str], str | None]) -> None:
-    """The flags of the request limits, the bind address and the edge (both servers)."""
-    parser.add_argument(
-        "--bind_host",
-        default=env("BIND_HOST", "") or "127.0.0.1",
-        help="address REST and gRPC listen on; 0.0.0.0 in a container (the chart sets it)",
-    )
-    add_edge_flags(parser)
-    parser.add_argument(
-        "--max_request_bytes",
-        type=int,
-        default=int(env("MAX_REQUEST_BYTES", "") or DEFAULT_MAX_REQUEST_BYTES),
-        help="a larger request body is refused with 413 before the rest of it is read",
-    )
-    parser.add_argument(
-        "--body_timeout_s",
-        type=float,
-        default=float(env("BODY_TIMEOUT_S", "") or DEFAULT_BODY_TIMEOUT_S),
-        help="a client silent this long while sending its body gets 408",
-    )
-    parser.add_argument(
-        "--header_timeout_s",
-        type=float,
-        default=float(env("HEADER_TIMEOUT_S", "") or DEFAULT_HEADER_TIMEOUT_S),
-        help="a request whose headers are not complete this long after its first byte (or after "
-        "the connection opened) gets 408 and the connection is closed",
-    )
-    parser.add_argument(
-        "--max_connections",
-        type=int,
-        default=int(env("MAX_CONNECTIONS", "") or DEFAULT_MAX_CONNECTIONS),
-        help="open connections per server process; more are answered 503 with Retry-After",
-    )
-
-
-def limits_from(args: argparse.Namespace) -> Limits:
-    if args.max_request_bytes < 1 or args.max_connections < 1:
-        raise ConfigError("--max_request_bytes and --max_connections must be >= 1")
-    if not args.body_timeout_s > 0 or not args.header_timeout_s > 0:
-        raise ConfigError("--body_timeout_s and --header_timeout_s must be > 0")
-    return Limits(args.max_request_bytes, args.body_timeout_s, args.header_timeout_s, args.max_connections)
-
-
-def configure_process(args: argparse.Namespace, role: str) -> None:
+def configure_process(settings: ServerSettings, role: str) -> None:
     """What each server process (and each ``--workers`` process) sets before its app is built:
     request logs, limits, the edge (auth, rate limit, audit) and the bind address."""
-    set_request_logs(args.request_logs)
-    set_limits(limits_from(args))
-    edge.install(edge_settings(args), role)
-    _bind_host[0] = args.bind_host
+    set_request_logs(settings.request_logs)
+    set_limits(settings.limits)
+    edge.install(settings.auth, role)
+    _bind_host[0] = settings.bind_host
 
 
 _bind_host = ["127.0.0.1"]
@@ -242,7 +191,7 @@ def _starting(self: RESTServerProcess) -> bool:
 RESTServerProcess.is_alive = _is_alive  # type: ignore[method-assign]
 
 
-def model_server(args: argparse.Namespace, role: str) -> kserve.ModelServer:
+def model_server(args: argparse.Namespace, settings: ServerSettings, role: str) -> kserve.ModelServer:
     """Built before the model loads: its constructor configures the logging the load reports
     through. ``--workers`` is KServe's: REST served by that many processes sharing the port."""
     server = kserve.ModelServer(
@@ -262,7 +211,7 @@ def model_server(args: argparse.Namespace, role: str) -> kserve.ModelServer:
     )
     # handed to the REST and gRPC servers only in start(), so replacing it here is safe
     server.dataplane = V2DataPlane(model_registry=server.registered_models)
-    configure_process(args, role)
+    configure_process(settings, role)
     use_event_loop(args.event_loop)
     return server
 

@@ -42,7 +42,9 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid")
 
     model_name: str = Field("recsys", min_length=1, description="the model name in the URL")
-    data_dir: Path | None = Field(None, description="project data dir (MLflow store, bundles) [the settings']")
+    data_dir: Path | None = Field(
+        None, description="project data dir (MLflow store, bundles) [the settings']"
+    )
     bind_host: str = Field("127.0.0.1", description="address REST and gRPC listen on; 0.0.0.0 in a pod")
     poll_seconds: float = Field(0.0, ge=0, description="follow the champion: check every N seconds; 0 = off")
     request_logs: bool = Field(False, description="log every request (off: Prometheus counts them)")
@@ -58,7 +60,9 @@ class ServerSettings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_request_bytes, self.body_timeout_s, self.header_timeout_s, self.max_connections)
+        return Limits(
+            self.max_request_bytes, self.body_timeout_s, self.header_timeout_s, self.max_connections
+        )
 
 
 class TransformerSettings(ServerSettings):
@@ -73,14 +77,18 @@ class TransformerSettings(ServerSettings):
     exposure_dir: Path | None = Field(None, description="exposure log directory [<data_dir>/exposures]")
     channel_timeout_ms: float = Field(50.0, gt=0, description="each recall channel's timeout")
     predictor_timeout_ms: float = Field(200.0, gt=0, description="each predictor call's timeout")
-    store_timeout_ms: float = Field(50.0, gt=0, description="each store read's (half for Redis, half fallback)")
+    store_timeout_ms: float = Field(
+        50.0, gt=0, description="each store read's (half for Redis, half fallback)"
+    )
     request_timeout_ms: float = Field(250.0, gt=0, description="the whole request's; popular items after it")
     shadow_predictor_host: str = Field("", description="a shadow predictor sampled requests are mirrored to")
     shadow_sample_rate: float = Field(0.1, ge=0, le=1, description="share of ranking requests mirrored")
     shadow_max_in_flight: int = Field(4, gt=0, description="mirrors at once; more are dropped, never queued")
     chain_threads: int = Field(1, gt=0, description="threads running request chains")
     recall_threads: int = Field(2, gt=0, description="threads running recall channels (2+: a hung one)")
-    candidates: int | None = Field(None, gt=0, description="fused candidates ranked [the bundle's chain.json]")
+    candidates: int | None = Field(
+        None, gt=0, description="fused candidates ranked [the bundle's chain.json]"
+    )
     category_cap: int | None = Field(None, ge=0, description="items of one category per list, 0 = no cap")
     item_cache_size: int = Field(100_000, ge=0, description="item vectors kept in memory; 0 = none")
     balanced_accept: Literal["on", "off"] = Field("on", description="with --workers > 1, accept in turn")
@@ -115,7 +123,9 @@ def add_flags(parser: argparse.ArgumentParser, model: type[ServerSettings]) -> N
 def settings_from(model: type[ServerSettings], args: argparse.Namespace, auth: AuthSettings) -> Any:
     """The process's settings: the flags given, then the variables; writes the two KServe
     flags back into ``args`` (KServe reads them there)."""
-    given = {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
+    given = {
+        name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None
+    }
     given["auth"] = auth
     try:
         settings = model(**given)

@@ -6,6 +6,7 @@ Nothing is applied to a cluster (no API server runs here): see tests/deploy/char
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,23 @@ def secret_env_of(component: dict[str, Any]) -> dict[str, tuple[str, str]]:
         if ref:
             out[e["name"]] = (ref["name"], ref["key"])
     return out
+
+
+# what a credentials Secret holds (docs/OPERATIONS_SOP.md), as Kubernetes would fill the variables
+SECRET = {"predictor-key": "p" * 24, "admin-keys": "ops=" + "a" * 24, "api-keys": "shop=" + "s" * 24,
+          "jwt-secret": "j" * 40, "online-store-url": "redis://:pw@recsys-redis:6379/0",
+          "redis-password": "pw", "mlflow-backend-store-uri": "postgresql://u:pw@db/mlflow"}  # fmt: skip
+
+
+def pod_env(component: dict[str, Any]) -> dict[str, str]:
+    """A container's environment as the kubelet makes it: Secret keys filled in from SECRET,
+    $(VAR) references expanded."""
+    env: dict[str, str] = {}
+    for e in container(component).get("env", []):
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        value = SECRET[ref["key"]] if ref else e.get("value", "")
+        env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+    return env
 
 
 def test_lint_strict() -> None:
@@ -146,10 +164,7 @@ def _parses(
 ) -> subprocess.CompletedProcess[str]:
     """The server's own parser and checks on ``args`` (in a subprocess: the KServe parser is shared
     module state)."""
-    code = f"import sys\nfrom inference.{module} import build_parser\n"
-    code += "args = build_parser().parse_args(sys.argv[1:])\n"
-    if module == "transformer_main":
-        code += "from inference.transformer_main import check_args\ncheck_args(args)\n"
+    code = f"import sys\nfrom inference.{module} import parse\nparse(sys.argv[1:])\n"
     full_env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}/src:{REPO}", **env}
     full_env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
     return subprocess.run(
@@ -174,7 +189,7 @@ def test_the_servers_accept_the_arguments_the_chart_gives_them(sets: list[str], 
     ]:
         c = container(component)
         assert c["command"] == ["python", "-m", f"inference.{module}"]
-        done = _parses(module, c["args"], env_of(component), tmp_path)
+        done = _parses(module, c["args"], pod_env(component), tmp_path)
         assert done.returncode == 0, f"{module} refuses {c['args']}: {done.stderr}"
 
 
@@ -191,7 +206,7 @@ def test_experiment_rankers_are_their_own_predictors_called_by_the_transformer(t
     assert args_of(ranker["spec"]["predictor"])["model_uri"] == "models:/recsys-ranker@challenger"
     transformer = find(docs, "InferenceService", "recsys")["spec"]["transformer"]
     assert args_of(transformer)["predictor_hosts"] == "challenger=recsys-challenger-predictor.rec"
-    done = _parses("transformer_main", container(transformer)["args"], env_of(transformer), tmp_path)
+    done = _parses("transformer_main", container(transformer)["args"], pod_env(transformer), tmp_path)
     assert done.returncode == 0, done.stderr
     pods = find(docs, "PodMonitor", "recsys")["spec"]["selector"]["matchExpressions"][0]["values"]
     assert "recsys-challenger" in pods
@@ -366,22 +381,14 @@ def test_the_servers_take_their_secrets_from_the_variables_the_chart_sets(tmp_pa
     from inference.auth import Authenticator, load_auth_settings
 
     isvc = find(objects(render("auth.jwt.algorithm=HS256")), "InferenceService", "recsys")["spec"]
-    secret = {"predictor-key": "p" * 24, "admin-keys": "ops=" + "a" * 24, "api-keys": "shop=" + "s" * 24,
-              "jwt-secret": "j" * 40, "online-store-url": "redis://:pw@recsys-redis:6379/0"}  # fmt: skip
     for part in ("transformer", "predictor"):
-        env = {}
-        for e in container(isvc[part])["env"]:
-            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-            value = secret[ref["key"]] if ref else e.get("value", "")
-            env[e["name"]] = value.replace(
-                "$(RECSYS_AUTH_PREDICTOR_KEY)", env.get("RECSYS_AUTH_PREDICTOR_KEY", "")
-            )
+        env = pod_env(isvc[part])
         auth_env = {
             k.removeprefix("RECSYS_AUTH_").lower(): v for k, v in env.items() if k.startswith("RECSYS_AUTH_")
         }
         auth = Authenticator(load_auth_settings(**auth_env))
         if part == "predictor":
-            assert auth.caller("p" * 24).name == "transformer"
+            assert auth.caller(SECRET["predictor-key"]).name == "transformer"
         else:
             assert auth.caller("s" * 24).name == "shop" and auth.caller("a" * 24).admin
 

@@ -51,10 +51,11 @@ def test_a_dead_workers_slot_is_released_instead_of_blocking_the_others(tmp_path
 
 
 def test_a_bad_balanced_accept_setting_names_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inference.transformer_main import build_parser, check_args
+    from inference.transformer_main import parse
 
     monkeypatch.setenv("RECSYS_TRANSFORMER_BALANCED_ACCEPT", "yes")
-    with pytest.raises(ConfigError, match="--balanced_accept: must be on or off, got 'yes'"):
-        check_args(build_parser().parse_args([]))
+    with pytest.raises(ConfigError, match=r"--balanced_accept: Input should be 'on' or 'off' \(got 'yes'\)"):
+        parse([])
     monkeypatch.delenv("RECSYS_TRANSFORMER_BALANCED_ACCEPT")
-    assert build_parser().parse_args([]).balanced_accept == "on"
+    assert parse([])[1].balanced_accept == "on"
+    assert parse(["--balanced_accept", "off"])[1].balanced_accept == "off"

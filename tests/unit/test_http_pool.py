@@ -190,9 +190,9 @@ def test_unusable_urls_are_refused_at_construction(url: str) -> None:
 
 
 def test_a_bad_predictor_host_names_its_flag() -> None:
-    from inference.transformer_main import _rankers, build_parser
+    from inference.transformer_main import _rankers, parse
     from recsys.errors import ConfigError
 
-    args = build_parser().parse_args(["--predictor_host", "127.0.0.1:1", "--predictor_hosts", "b=ftp://x:1"])
+    _, settings = parse(["--predictor_host", "127.0.0.1:1", "--predictor_hosts", "b=ftp://x:1"])
     with pytest.raises(ConfigError, match=r"--predictor_hosts: predictor URL 'ftp://x:1': expected http"):
-        _rankers(args)
+        _rankers(settings)

@@ -83,6 +83,16 @@ the chart's Redis's password). */}}
   value: {{ $a.rateLimit.burst | quote }}
 {{- end -}}
 
+{{/* Both servers' limits (values.serving), as flags of inference/settings.py. */}}
+{{- define "recsys.servingArgs" -}}
+{{- $s := .Values.serving -}}
+- --max_request_bytes={{ int64 $s.maxRequestBytes }}
+- --body_timeout_s={{ $s.bodyTimeoutSeconds }}
+- --header_timeout_s={{ $s.headerTimeoutSeconds }}
+- --max_connections={{ $s.maxConnections }}
+- --request_logs={{ $s.requestLogs }}
+{{- end -}}
+
 {{/* Pod and container security: a numeric non-root user, nothing written outside volumes. */}}
 {{- define "recsys.podSecurity" -}}
 runAsNonRoot: true
@@ -142,6 +152,7 @@ A predictor container serving one bundle. Arguments: a dict with "root" (the cha
     {{- end }}
     - --runtime={{ $v.model.runtime }}
     - --scoring_threads={{ $v.predictor.scoringThreads }}
+    {{- include "recsys.servingArgs" .root | nindent 4 }}
     - --enable_latency_logging=false
     {{- range $v.predictor.extraArgs }}
     - {{ . | quote }}
