@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from recsys.contracts import CONTRACTS, metadata
 from recsys.errors import ConfigError, SourceError
+from recsys.redaction import redact
 
 # scheme -> driver-qualified scheme SQLAlchemy should use
 SUPPORTED_SCHEMES: dict[str, str] = {
@@ -22,14 +23,6 @@ SUPPORTED_SCHEMES: dict[str, str] = {
     "mysql": "mysql+pymysql",
     "mysql+pymysql": "mysql+pymysql",
 }
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
 
 
 def normalize_url(url: str) -> str:

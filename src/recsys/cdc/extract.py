@@ -26,8 +26,9 @@ from recsys.cdc.lake import Lake, arrow_schema, latest_per_key
 from recsys.cdc.partitions import partition_keys, split_by_key
 from recsys.cdc.watermarks import WatermarkStore, lake_lock
 from recsys.contracts import CONTRACTS, TableContract
-from recsys.db import check_tables, redact
+from recsys.db import check_tables
 from recsys.errors import SourceError
+from recsys.redaction import redact
 
 
 @dataclass

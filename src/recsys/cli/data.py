@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from recsys.cli.common import DataDirOpt, SourceDbOpt, echo_json, settings_from
-from recsys.db import create_engine, redact
+from recsys.db import create_engine
+from recsys.redaction import redact
 from recsys.steps.common import parse_time, utc_now
 
 app = typer.Typer(help="Generate or import source data.", no_args_is_help=True)

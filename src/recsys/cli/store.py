@@ -44,8 +44,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the store's versions and which one is active."""
+    from recsys.redaction import redact
     from recsys.steps.sync import open_online_store
-    from recsys.store.base import redact
 
     settings = settings_from(ctx, data_dir=data_dir, online_store=store)
     with open_online_store(settings.online_store_url, settings.online_store_fallback_url) as online:

@@ -39,10 +39,10 @@ from recsys.models.tracking import (
     now_tag,
     parse_history,
     quiet_mlflow,
-    redact_uri,
     sqlite_artifact_root,
     version_info,
 )
+from recsys.redaction import redact
 
 DEFAULT_MODEL_NAME = "recsys-ranker"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -103,7 +103,7 @@ class ModelRegistry:
         self.experiment_name = experiment_name
         self.artifact_root = artifact_root or sqlite_artifact_root(tracking_uri)
         self._experiment_id: str | None = None
-        with mlflow_errors(f"cannot open MLflow store {redact_uri(tracking_uri)}"):
+        with mlflow_errors(f"cannot open MLflow store {redact(tracking_uri)}"):
             # the registry lives in the same store: never fall back to MLflow's global default
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
@@ -262,7 +262,7 @@ class ModelRegistry:
 
         ref = str(alias_or_version).strip()
         number = ref[1:] if ref[:1] in ("v", "V") and ref[1:].isdigit() else ref
-        what = f"cannot resolve {self.model_name}@{ref} in {redact_uri(self.tracking_uri)}"
+        what = f"cannot resolve {self.model_name}@{ref} in {redact(self.tracking_uri)}"
         try:
             if number.isdigit():
                 mv = self.client.get_model_version(self.model_name, number)

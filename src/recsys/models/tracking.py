@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
 from recsys.errors import ModelRegistryError
 
@@ -98,14 +97,6 @@ def get_or_none(call: Callable[[], T], action: str) -> T | None:
         if e.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise ModelRegistryError(f"{action}: {e.message}") from e
-
-
-def redact_uri(uri: str) -> str:
-    """A tracking URI fit for messages and logs (no password)."""
-    parsed = urlparse(uri)
-    if parsed.password:
-        return uri.replace(f":{parsed.password}@", ":***@")
-    return uri
 
 
 def param_value(value: Any) -> str:

@@ -18,11 +18,11 @@ from tqdm import tqdm
 
 from recsys.chain.users import UserStates
 from recsys.errors import PipelineError, StoreError
+from recsys.redaction import redact
 from recsys.resilience import CircuitBreaker
 from recsys.steps.common import HISTORIES_FILE, run_record_path, utc_now, write_json
 from recsys.steps.features import read_features
 from recsys.store import FallbackStore, FeatureBlock, OnlineStore, StoreSnapshot, open_store
-from recsys.store.base import redact
 
 LATEST = "LATEST.json"
 

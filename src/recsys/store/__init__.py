@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from recsys.errors import ConfigError
-from recsys.store.base import FeatureBlock, Lookup, OnlineStore, StoreConfig, StoreSnapshot, UserView, redact
+from recsys.redaction import redact
+from recsys.store.base import FeatureBlock, Lookup, OnlineStore, StoreConfig, StoreSnapshot, UserView
 from recsys.store.fallback import FallbackStore
 
 

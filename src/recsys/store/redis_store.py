@@ -41,6 +41,7 @@ from recsys.errors import (
     StoreUnavailable,
     VersionMissing,
 )
+from recsys.redaction import redact
 from recsys.store.base import (
     Lookup,
     OnlineStore,
@@ -55,7 +56,6 @@ from recsys.store.base import (
     check_name,
     prepare,
     prune_after_publish,
-    redact,
 )
 from recsys.store.codec import decode_recall, decode_rows, decode_vector, encode_recall, encode_rows
 
