@@ -10,11 +10,12 @@ recall, no features, no store. Both run with KServe's defaults (``kserve.ModelSe
         --predictor_host 127.0.0.1:19083 --predictor_protocol grpc-v2
 
 ``benchmarks/serve_bench.py --against-plain`` starts the pair and loads it with the same wrk
-run as ours, back to back.
+run as ours, back to back (``--plain-lgbm-threads 0``: LightGBM's default threads).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import kserve
@@ -23,6 +24,9 @@ import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse
 
 ROWS, FEATURES, CANDIDATES, TREES = 100_000, 40, 300, 200
+# LightGBM's threads per predict: 1 (what a serving process should use), or 0 = LightGBM's
+# default (OpenMP: every core, contending with the servers on a small machine)
+THREADS = int(os.environ.get("PLAIN_LGBM_THREADS", "1"))
 
 
 class PlainTransformer(kserve.Model):
@@ -50,7 +54,8 @@ class PlainPredictor(kserve.Model):
         self.ready = True
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
-        scores = self.booster.predict(payload.inputs[0].as_numpy(), num_threads=1).astype(np.float32)
+        threads = {"num_threads": THREADS} if THREADS else {}
+        scores = self.booster.predict(payload.inputs[0].as_numpy(), **threads).astype(np.float32)
         top = InferOutput("top_rows", [10], "INT64")
         top.set_data_from_numpy(np.argsort(-scores)[:10].astype(np.int64))
         return InferResponse(payload.id, self.name, [top])

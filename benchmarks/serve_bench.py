@@ -225,17 +225,23 @@ def wrk_script(work: Path, auth: bool) -> Path:
     return path
 
 
+def prepared(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of the bench's processes, with the data dir trained (once)."""
+    args.data_dir = args.data_dir.resolve()
+    env = {**os.environ, "RECSYS_DATA_DIR": str(args.data_dir), "RECSYS_ONLINE_STORE": args.store,
+           "RECSYS_RANKING__N_ESTIMATORS": str(args.trees),
+           "RECSYS_RANKING__EARLY_STOPPING_ROUNDS": "0"}  # fmt: skip
+    prepare(args, env)
+    return env
+
+
 def run(args: argparse.Namespace, auth: bool = False) -> dict[str, Any]:
     """Ours: ``recsys serve`` loaded by wrk; ``auth``: the servers' edge on (API keys, the
     transformer showing its own key to the predictor), the client sending its key."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    args.data_dir = args.data_dir.resolve()
-    env = {**os.environ, "RECSYS_DATA_DIR": str(args.data_dir), "RECSYS_ONLINE_STORE": args.store,
-           "RECSYS_RANKING__N_ESTIMATORS": str(args.trees),
-           "RECSYS_RANKING__EARLY_STOPPING_ROUNDS": "0"}  # fmt: skip
-    prepare(args, env)
+    env = prepared(args)
     if auth:
         env.update(AUTH_ENV)
     bundle = Path(json.loads((args.data_dir / "bundles" / "LATEST.json").read_text())["path"])
@@ -338,7 +344,10 @@ def run(args: argparse.Namespace, auth: bool = False) -> dict[str, Any]:
 
 def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     """The plain KServe pair (benchmarks/plain_pair.py), loaded by the same wrk run."""
-    wrk = shutil.which("wrk") or "wrk"
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    prepared(args)  # the same request bodies as ours: users of the trained data dir
     work = Path(tempfile.mkdtemp(prefix="plain-bench-"))
     request_mix(args, work / "bodies.jsonl")
     script = wrk_script(work, auth=False)
@@ -386,7 +395,8 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
     return {"rps": round(result["requests"] / (result["duration_us"] / 1e6), 1),
-            "p95_ms": result["p95_us"] / 1000, "errors": errors}  # fmt: skip
+            "p95_ms": result["p95_us"] / 1000, "errors": errors,
+            "lgbm_threads": args.plain_lgbm_threads or "default"}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also load the plain KServe pair (benchmarks/plain_pair.py) before ours, each round",
     )
     parser.add_argument("--rounds", type=int, default=1, help="rounds of plain, ours (off), ours (on)")
+    parser.add_argument(
+        "--plain-lgbm-threads",
+        type=int,
+        default=1,
+        help="the plain predictor's LightGBM threads; 0 = LightGBM's default (every core)",
+    )
     args = parser.parse_args(argv)
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.auth]
     rounds = []
