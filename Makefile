@@ -3,12 +3,12 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint compile clean-data
+.PHONY: setup demo test lint compile clean-data image
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev]" -c constraints.txt
 	touch $@
 
 setup: $(BIN)/.installed  ## create .venv and install the project with its dev tools
@@ -28,6 +28,9 @@ lint: setup
 
 compile: setup  ## write the KFP IR YAML of the training pipeline
 	$(BIN)/recsys pipeline compile -o build/recsys-training.yaml
+
+image:  ## build the project's image (buildah, else docker/podman) as recsys.IMAGE; prints its name last
+	scripts/build_image.sh
 
 clean-data:  ## remove the demo's working directory
 	rm -rf data

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from recsys import IMAGE
 from recsys.chain.config import ChainConfig
 from recsys.cleaning.config import CleaningConfig
 from recsys.errors import ConfigError
@@ -44,8 +45,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="working directory of the pipeline")
     source_db: str | None = Field(None, description="SQLAlchemy URL; default sqlite in data_dir")
     image: str = Field(
-        "ghcr.io/recsys-project/recsys-python:0.1.0",
-        description="container image of the KFP components (holds the installed project)",
+        IMAGE, description="container image of the KFP components (holds the installed project)"
     )
     online_store: str | None = Field(
         None, description="redis://host:6379/0 or sqlite:///path; default sqlite in data_dir"

@@ -11,6 +11,7 @@ import click
 import typer
 from typer._click import exceptions as typer_click
 
+from recsys import IMAGE, __version__
 from recsys.cli import data as data_cli
 from recsys.cli import evaluate as evaluate_cli
 from recsys.cli import features as features_cli
@@ -38,6 +39,12 @@ app.command("serve")(serve_cli.serve)
 app.command("evaluate")(evaluate_cli.evaluate)
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"recsys {__version__} (image {IMAGE})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -45,6 +52,9 @@ def _root(
         Path | None,
         typer.Option("--config", help="YAML settings file (default: $RECSYS_CONFIG or config/recsys.yaml)."),
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     ctx.obj = {"config": config}
 
