@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint compile clean-data image
+.PHONY: setup demo test lint compile clean-data image image-test
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ compile: setup  ## write the KFP IR YAML of the training pipeline
 
 image:  ## build the project's image (buildah, else docker/podman) as recsys.IMAGE; prints its name last
 	scripts/build_image.sh
+
+image-test: setup  ## test the built image from outside (buildah run): CLI, pipeline, both servers, non-root
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q image/tests
 
 clean-data:  ## remove the demo's working directory
 	rm -rf data

@@ -32,7 +32,7 @@ if [ -z "${RECSYS_BASE_IMAGE:-}" ] && ! $BUILDER inspect --type image "$BASE" >/
   if [ ! -x "$BASE_DIR/rootfs/usr/bin/python3" ]; then
     echo "making the base image: debootstrap bookworm into $BASE_DIR/rootfs (about a minute) ..."
     rm -rf "$BASE_DIR/rootfs" && mkdir -p "$BASE_DIR"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm \
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1 bookworm \
       "$BASE_DIR/rootfs" >"$BASE_DIR/debootstrap.log" 2>&1 || {
       echo "make image: debootstrap failed, see $BASE_DIR/debootstrap.log" >&2; exit 2; }
     rm -rf "$BASE_DIR"/rootfs/var/cache/apt/archives/*.deb "$BASE_DIR"/rootfs/var/lib/apt/lists/*
