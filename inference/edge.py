@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference.auth import Authenticator, AuthSettings, Caller, Denied, load_auth_settings
+from inference.limits import refuse
 from recsys.errors import ConfigError
 
 REFUSALS = Counter("server_edge_refusals", "Requests refused at the edge", ["reason"])
@@ -143,13 +144,6 @@ def _credential(authorization: str | None, api_key: str | None) -> str | None:
     return api_key or None
 
 
-async def _answer(send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class EdgeGuard:
     """The ASGI side: public paths pass, the rest is admitted by the process's ``Edge``; admin
     calls are audited with their outcome."""
@@ -175,14 +169,14 @@ class EdgeGuard:
         try:
             caller, wait = edge.admit(credential, admin, peer, what)
         except Denied as e:
-            extra = [(b"www-authenticate", b'Bearer realm="recsys"')] if e.status == 401 else []
-            await _answer(send, e.status, e.reason, extra)
+            extra = ((b"www-authenticate", b'Bearer realm="recsys"'),) if e.status == 401 else ()
+            await refuse(send, e.status, e.reason, extra)
             return
         if wait:
             retry = str(max(1, math.ceil(wait))).encode()
             rate, burst = edge.settings.rate_limit_per_s, edge.settings.rate_limit_burst
             limit = f"at most {rate:g} requests/s (burst {burst})"
-            await _answer(send, 429, f"rate limit: {limit}; retry later", [(b"retry-after", retry)])
+            await refuse(send, 429, f"rate limit: {limit}; retry later", ((b"retry-after", retry),))
             return
         if not admin:
             await self.app(scope, receive, send)

@@ -34,10 +34,12 @@ class Limits:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
-async def _answer(send: Send, status: int, message: str) -> None:
+async def refuse(send: Send, status: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """A JSON ``{"error": ...}`` answer sent before the body was read (here and at the edge,
+    inference/edge.py), closing the connection: what is left of the body is not read."""
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]  # fmt: skip
+               (b"connection", b"close"), *extra]  # fmt: skip
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -56,7 +58,7 @@ class RequestLimits:
         limit = self.limits.max_request_bytes
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _answer(send, 413, f"request body: {int(declared)} bytes, at most {limit} are accepted")
+            await refuse(send, 413, f"request body: {int(declared)} bytes, at most {limit} are accepted")
             return
         chunks: list[bytes] = []
         size = 0
@@ -65,7 +67,7 @@ class RequestLimits:
                 async with asyncio.timeout(self.limits.body_timeout_s):  # no task of its own
                     message = await receive()
             except TimeoutError:
-                await _answer(
+                await refuse(
                     send, 408, f"request body: nothing received for {self.limits.body_timeout_s:g} s"
                 )
                 return
@@ -74,7 +76,7 @@ class RequestLimits:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _answer(
+                await refuse(
                     send, 413, f"request body: more than {limit} bytes, at most {limit} are accepted"
                 )
                 return

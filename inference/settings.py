@@ -32,6 +32,7 @@ from inference.limits import (
     Limits,
 )
 from recsys.errors import ConfigError
+from recsys.ranking.model import Runtime
 
 KSERVE_FLAGS = ("model_name", "predictor_host")  # fields whose flag KServe's parser owns
 
@@ -98,7 +99,7 @@ class PredictorSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_PREDICTOR_", extra="forbid")
 
     model_uri: str | None = Field(None, description="bundle dir or models:/<name>@<alias> [the champion]")
-    runtime: Literal["onnx", "lightgbm", "logistic"] = Field("onnx", description="ranker runtime")
+    runtime: Runtime = Field("onnx", description="ranker runtime")
     scoring_threads: int = Field(4, ge=1, description="threads running the ranker")
 
 
